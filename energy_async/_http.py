@@ -1,0 +1,205 @@
+"""HTTP plumbing shared by the provider session and the verifier.
+
+One place decides what a safe base URL is, how long to wait between attempts, how fast to send,
+and how much of a body to read, so that both clients behave the same under faults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from energy_async.errors import BadResponse, ConfigurationError
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TOTAL_TIMEOUT",
+    "MAX_BODY_BYTES",
+    "CallMeter",
+    "RateLimiter",
+    "RetryPolicy",
+    "check_base_url",
+    "is_loopback_host",
+    "new_client_session",
+    "parse_retry_after",
+    "read_capped",
+]
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_TOTAL_TIMEOUT = 15.0
+MAX_BODY_BYTES = 1 << 20  # no documented response comes near 1 MiB
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str | URL, *, what: str) -> URL:
+    """``https://`` only, except loopback hosts (the sandbox): signed headers must never travel
+    in clear text or to a host the user did not name."""
+    parsed = URL(url) if isinstance(url, str) else url
+    host = parsed.host or ""
+    if not parsed.is_absolute() or not host:
+        raise ConfigurationError(f"{what} must be an absolute URL, got {str(url)!r}")
+    if parsed.user or parsed.password:
+        raise ConfigurationError(f"{what} must not carry credentials in the URL")
+    if parsed.query_string or parsed.fragment:
+        raise ConfigurationError(f"{what} must not have a query or fragment: {str(url)!r}")
+    if parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback_host(host)):
+        return parsed.with_path(parsed.path.rstrip("/"))
+    raise ConfigurationError(
+        f"{what} must use https:// (plain http is allowed only for loopback hosts), "
+        f"got {str(url)!r}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How many attempts a request gets and how long to wait between them.
+
+    Backoff is ``initial_delay * 2**n`` capped at ``max_delay``, minus up to ``jitter`` of
+    itself at random, so that many clients throttled together do not retry together. A server's
+    ``Retry-After`` wins when it is longer, up to ``max_retry_after``; beyond that we give up
+    rather than hang.
+    """
+
+    max_attempts: int = 4
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError("RetryPolicy.max_attempts must be at least 1")
+        if min(self.initial_delay, self.max_delay, self.max_retry_after) < 0:
+            raise ConfigurationError("RetryPolicy delays must not be negative")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigurationError("RetryPolicy.jitter must be between 0 and 1")
+
+    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Delay before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        base: float = min(self.initial_delay * 2.0 ** (attempt - 1), self.max_delay)
+        return base * (1 - self.jitter * rng())
+
+    def delay(
+        self, attempt: int, retry_after: float | None, rng: Callable[[], float] = random.random
+    ) -> float | None:
+        """The wait before the next attempt, or ``None`` when the server asks for too long."""
+        backoff = self.backoff(attempt, rng)
+        if retry_after is None:
+            return backoff
+        if retry_after > self.max_retry_after:
+            return None
+        return max(backoff, retry_after)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` when absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+class RateLimiter:
+    """A token bucket shared by every task that talks to one service.
+
+    ``rate`` requests per second on average, bursts of up to ``burst``. Waiters are served in
+    arrival order, so a flood of tasks cannot starve one.
+    """
+
+    def __init__(self, rate: float, burst: int | None = None) -> None:
+        if rate <= 0:
+            raise ConfigurationError("rate limit must be positive")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1, math.ceil(rate))
+        self._tokens = float(self.burst)
+        self._updated = time.monotonic()
+        self._lock = anyio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            if self._tokens < 1:
+                wait = (1 - self._tokens) / self.rate
+                await anyio.sleep(wait)
+                self._updated = time.monotonic()
+                self._tokens = 1.0
+            self._tokens -= 1
+
+
+class CallMeter:
+    """Counts the HTTP requests made on behalf of one caller (one order, one verification)."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+
+def new_client_session(
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+    max_connections: int = 100,
+    max_connections_per_host: int = 32,
+    headers: Mapping[str, str] | None = None,
+    trace_configs: list[aiohttp.TraceConfig] | None = None,
+) -> aiohttp.ClientSession:
+    """One pooled, bounded client session; never ``limit=0`` (unbounded sockets)."""
+    if max_connections < 1 or max_connections_per_host < 1:
+        raise ConfigurationError("connection limits must be at least 1")
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections_per_host)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout),
+        headers=headers,
+        trace_configs=trace_configs,
+        auto_decompress=True,
+        # Cookies are not part of either API; do not carry state between requests.
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, or ``BadResponse`` as soon as it exceeds ``limit`` (a hostile or broken peer)."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise BadResponse(f"response body of {declared} bytes exceeds the {limit}-byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise BadResponse(f"response body exceeds the {limit}-byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)

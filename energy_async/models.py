@@ -1,0 +1,281 @@
+"""The data every module shares: orders, chain snapshots, evidence and verdicts.
+
+All are frozen msgspec Structs: cheap to build and decode, safe to hand between tasks, and
+encodable to JSON as they are (``msgspec.json.encode(result)``). Amounts are ``int`` (sun,
+energy units); times are Unix seconds as ``float`` unless a name says ``_ms``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "Account",
+    "ActivateStatus",
+    "ConfirmStatus",
+    "DelegatedResource",
+    "DelegationTx",
+    "DeliveryResult",
+    "Evidence",
+    "Order",
+    "OrderPhase",
+    "OrderRequest",
+    "OrderStatus",
+    "Quote",
+    "ResourceSnapshot",
+    "StatusChange",
+    "Verdict",
+]
+
+
+class _Tolerant(enum.StrEnum):
+    """A provider enum: a value the provider adds tomorrow reads as UNKNOWN, never a crash."""
+
+    @classmethod
+    def parse(cls, value: object) -> _Tolerant:
+        if isinstance(value, str):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        return cls("UNKNOWN")
+
+
+class OrderStatus(_Tolerant):
+    """``status`` of a CatFee / Mefree order (samples from docs and client code; not exhaustive)."""
+
+    PAYMENT_SUCCESS = "PAYMENT_SUCCESS"
+    TRANSFER_SUCCESS = "TRANSFER_SUCCESS"
+    DELEGATE_SUCCESS = "DELEGATE_SUCCESS"
+    DELEGATE_FAIL = "DELEGATE_FAIL"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    QUANTITY_TOO_HIGH = "QUANTITY_TOO_HIGH"
+    QUANTITY_TOO_LOW = "QUANTITY_TOO_LOW"
+    ADDRESS_NOT_ACTIVATED = "ADDRESS_NOT_ACTIVATED"
+    INVALID_ADDRESS = "INVALID_ADDRESS"
+    UNKNOWN = "UNKNOWN"
+
+
+class ConfirmStatus(_Tolerant):
+    UNCONFIRMED = "UNCONFIRMED"
+    DELEGATION_CONFIRMED = "DELEGATION_CONFIRMED"
+    DELEGATION_CONFIRMED_FAIL = "DELEGATION_CONFIRMED_FAIL"
+    RECLAIM_CONFIRMED = "RECLAIM_CONFIRMED"
+    RECLAIM_CONFIRMED_FAIL = "RECLAIM_CONFIRMED_FAIL"
+    UNKNOWN = "UNKNOWN"
+
+
+class ActivateStatus(_Tolerant):
+    DEACTIVATE = "DEACTIVATE"
+    ACTIVATE = "ACTIVATE"
+    ACTIVATED = "ACTIVATED"
+    ALREADY_ACTIVATED = "ALREADY_ACTIVATED"
+    UNKNOWN = "UNKNOWN"
+
+
+class OrderPhase(enum.StrEnum):
+    """What the provider's word amounts to, whatever its status strings are called."""
+
+    PENDING = "PENDING"  # paid, not yet delegated
+    DELEGATED = "DELEGATED"  # delegation broadcast, not confirmed
+    CONFIRMED = "CONFIRMED"  # the provider says it is delivered
+    FAILED = "FAILED"  # refused or failed
+    UNKNOWN = "UNKNOWN"  # a status we do not know
+
+
+_FAILED_STATUSES = frozenset(
+    {
+        OrderStatus.DELEGATE_FAIL,
+        OrderStatus.INSUFFICIENT_BALANCE,
+        OrderStatus.QUANTITY_TOO_HIGH,
+        OrderStatus.QUANTITY_TOO_LOW,
+        OrderStatus.ADDRESS_NOT_ACTIVATED,
+        OrderStatus.INVALID_ADDRESS,
+    }
+)
+_CONFIRMED = frozenset(
+    {
+        ConfirmStatus.DELEGATION_CONFIRMED,
+        ConfirmStatus.RECLAIM_CONFIRMED,
+        ConfirmStatus.RECLAIM_CONFIRMED_FAIL,
+    }
+)
+
+
+class Verdict(enum.StrEnum):
+    """The coordinator's answer; see "How verification works" in the README."""
+
+    DELIVERED = "DELIVERED"
+    UNDER_DELIVERED = "UNDER_DELIVERED"
+    NOT_DELIVERED = "NOT_DELIVERED"
+    PROVIDER_MISMATCH = "PROVIDER_MISMATCH"
+    REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"
+
+
+class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One intent to buy, validated before anything is sent.
+
+    ``client_order_id`` is fixed when the request is built, so every retry, replay and resume
+    of this intent carries the same id.
+    """
+
+    target: str
+    energy: int | None = None
+    transfers: int | None = None
+    duration: str = "1h"
+    client_order_id: str = ""
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider order, the same shape for every provider; ``raw`` keeps what it sent."""
+
+    provider: str
+    id: str
+    client_order_id: str | None
+    target: str
+    energy: int | None
+    transfers: int | None = None
+    duration: str | None = None
+    status: OrderStatus = OrderStatus.UNKNOWN
+    confirm_status: ConfirmStatus = ConfirmStatus.UNKNOWN
+    activate_status: ActivateStatus = ActivateStatus.UNKNOWN
+    delegate_hash: str | None = None
+    cost_sun: int | None = None
+    activation_cost_sun: int | None = None
+    created_at_ms: int | None = None
+    expires_at_ms: int | None = None
+    balance_after_sun: int | None = None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def phase(self) -> OrderPhase:
+        if self.confirm_status in _CONFIRMED:
+            return OrderPhase.CONFIRMED
+        if (
+            self.status in _FAILED_STATUSES
+            or self.confirm_status is ConfirmStatus.DELEGATION_CONFIRMED_FAIL
+        ):
+            return OrderPhase.FAILED
+        if self.status is OrderStatus.DELEGATE_SUCCESS:
+            return OrderPhase.DELEGATED
+        if self.status in (OrderStatus.PAYMENT_SUCCESS, OrderStatus.TRANSFER_SUCCESS):
+            return OrderPhase.PENDING
+        return OrderPhase.UNKNOWN
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    """The provider account: what is left to spend."""
+
+    provider: str
+    balance_sun: int | None
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """What an order would cost, as the provider prices it now."""
+
+    provider: str
+    energy: int | None
+    transfers: int | None
+    duration: str
+    cost_sun: int
+
+
+class ResourceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """``getaccountresource`` for one address at one moment (missing keys read as 0)."""
+
+    address: str
+    exists: bool
+    energy_limit: int = 0
+    energy_used: int = 0
+    total_energy_limit: int = 0
+    total_energy_weight: int = 0
+    taken_at: float = 0.0
+
+    @property
+    def energy_available(self) -> int:
+        return max(self.energy_limit - self.energy_used, 0)
+
+
+class DelegationTx(msgspec.Struct, frozen=True, kw_only=True):
+    """What the chain says about one delegation transaction (``delegate_hash``)."""
+
+    txid: str
+    found: bool
+    contract_type: str | None = None
+    owner: str | None = None
+    receiver: str | None = None
+    resource: str | None = None  # "ENERGY" / "BANDWIDTH" (a missing key on chain is BANDWIDTH)
+    balance_sun: int = 0
+    lock: bool = False
+    lock_period: int = 0
+    contract_ret: str | None = None
+    in_block: bool = False
+    block_number: int | None = None
+    block_time_ms: int | None = None
+    solid: bool = False
+    failed: bool = False
+    fail_message: str | None = None
+
+
+class DelegatedResource(msgspec.Struct, frozen=True, kw_only=True):
+    """``getdelegatedresourcev2`` for one delegator -> receiver pair, records summed."""
+
+    from_address: str
+    to_address: str
+    energy_sun: int = 0
+    bandwidth_sun: int = 0
+    records: int = 0
+    energy_expires_at_ms: int | None = None
+
+
+class StatusChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider status seen by the coordinator, and when."""
+
+    at: float
+    status: str
+    confirm_status: str
+    delegate_hash: str | None = None
+
+
+class Evidence(msgspec.Struct, kw_only=True):
+    """Everything the verdict rests on, so a user can check it without trusting us."""
+
+    energy_before: int | None = None
+    energy_after: int | None = None
+    energy_delta: int | None = None
+    expected_energy: int | None = None
+    attributed_energy: int | None = None
+    tolerance: int | None = None
+    total_energy_limit: int | None = None
+    total_energy_weight: int | None = None
+    delegation: DelegationTx | None = None
+    delegated_resource: DelegatedResource | None = None
+    status_history: list[StatusChange] = msgspec.field(default_factory=list)
+    provider_calls: int = 0
+    trongrid_calls: int = 0
+    notes: list[str] = msgspec.field(default_factory=list)
+    started_at: float = 0.0
+    ordered_at: float | None = None
+    included_at: float | None = None
+    settled_at: float | None = None
+
+
+class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The coordinator's verdict on one order, with the order and the evidence behind it."""
+
+    verdict: Verdict
+    provider: str
+    client_order_id: str
+    request: OrderRequest
+    order: Order | None
+    evidence: Evidence
+    error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.verdict is Verdict.DELIVERED

@@ -101,7 +101,7 @@ class FaultPlan:
         for rate in self._rates:
             matches = rate.endpoint in ("any", endpoint)
             if matches and (allowed is None or rate.fault in allowed):
-                if self._rng.random() < rate.rate:  # noqa: SIM102 (draw only for matches)
+                if self._rng.random() < rate.rate:
                     return ActiveFault(rate.fault, rate.params)
         return None
 

@@ -99,10 +99,12 @@ class FaultPlan:
                     self._injected.remove(item)
                 return ActiveFault(item.fault, item.params)
         for rate in self._rates:
-            matches = rate.endpoint in ("any", endpoint)
-            if matches and (allowed is None or rate.fault in allowed):
-                if self._rng.random() < rate.rate:
-                    return ActiveFault(rate.fault, rate.params)
+            if rate.endpoint not in ("any", endpoint):
+                continue
+            if allowed is not None and rate.fault not in allowed:
+                continue
+            if self._rng.random() < rate.rate:
+                return ActiveFault(rate.fault, rate.params)
         return None
 
 

@@ -1,0 +1,121 @@
+"""TRON address validation and conversion, stricter than tronpy's.
+
+Every order and every chain query validates its address here before anything is sent: java-tron
+answers ``{}`` for a base58 address with a bad checksum, which looks exactly like an unactivated
+account, and tronpy accepts 42-hex with any prefix byte and ``0x`` Ethereum forms. Only a
+base58check "T..." address or its 41-prefixed hex form (21 bytes, first byte 0x41) passes.
+
+tronpy is imported on first use: ``import tronpy.keys`` pulls in the whole client (~0.3 s).
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+
+from energy_async.errors import InvalidAddress
+
+__all__ = ["is_valid_address", "to_base58", "to_hex", "validate_address"]
+
+_BASE58_ALPHABET = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+_HEX_DIGITS = frozenset(string.hexdigits)
+_BASE58_LENGTH = 34
+_HEX_LENGTH = 42
+_SHOWN_CHARS = 48
+
+
+def validate_address(value: object) -> str:
+    """Return the canonical base58check form of ``value`` or raise `InvalidAddress`."""
+    if not isinstance(value, str):
+        raise InvalidAddress(f"address must be a str, not {type(value).__name__}")
+    return _canonical(str.__str__(value))[0]
+
+
+def to_base58(value: str) -> str:
+    """Convert a base58 or 41-prefixed hex address to base58check ("T...")."""
+    return validate_address(value)
+
+
+def to_hex(value: str) -> str:
+    """Convert a base58 or 41-prefixed hex address to lowercase 41-prefixed hex."""
+    if not isinstance(value, str):
+        raise InvalidAddress(f"address must be a str, not {type(value).__name__}")
+    return _canonical(str.__str__(value))[1]
+
+
+def is_valid_address(value: object) -> bool:
+    """True when `validate_address` would accept ``value``."""
+    try:
+        validate_address(value)
+    except InvalidAddress:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=8192)
+def _canonical(value: str) -> tuple[str, str]:
+    """(base58, hex) for a valid address; cached because batches repeat the same targets."""
+    _reject_malformed(value)
+    if value[0] == "T":
+        return _from_base58(value)
+    return _from_hex(value)
+
+
+def _reject_malformed(value: str) -> None:
+    """Raise unless ``value`` looks like a 34-char "T..." base58 or a 42-char 41-hex string."""
+    if not value:
+        raise InvalidAddress("address is empty")
+    shown = _shown(value)
+    if any(char.isspace() for char in value):
+        raise InvalidAddress(f"address contains whitespace: {shown}")
+    if value[:2] in ("0x", "0X"):
+        raise InvalidAddress(
+            f"0x-prefixed (Ethereum-style) address is not accepted; use 'T...' or 41-hex: {shown}"
+        )
+    chars = set(value)
+    if value[0] == "T":
+        if not chars <= _BASE58_ALPHABET:
+            raise InvalidAddress(f"base58 address has characters outside base58: {shown}")
+        if len(value) != _BASE58_LENGTH:
+            raise InvalidAddress(
+                f"base58 address must be {_BASE58_LENGTH} characters, got {len(value)}: {shown}"
+            )
+        return
+    if chars <= _HEX_DIGITS:
+        if len(value) != _HEX_LENGTH:
+            raise InvalidAddress(
+                f"hex address must be {_HEX_LENGTH} characters (41 + 20 bytes), "
+                f"got {len(value)}: {shown}"
+            )
+        if value[:2] != "41":
+            raise InvalidAddress(
+                f"hex address must start with 41 (the TRON prefix), not {value[:2]!r}: {shown}"
+            )
+        return
+    raise InvalidAddress(f"not a TRON address (expected 'T...' base58 or 41-hex): {shown}")
+
+
+def _from_hex(value: str) -> tuple[str, str]:
+    from tronpy.keys import to_base58check_address
+
+    hex_form = value.lower()
+    return to_base58check_address(hex_form), hex_form
+
+
+def _from_base58(value: str) -> tuple[str, str]:
+    from tronpy.keys import to_hex_address
+
+    try:
+        hex_form: str = to_hex_address(value)
+    except (ValueError, IndexError):  # tronpy's BadAddress is a ValueError
+        raise InvalidAddress(f"bad base58check checksum: {_shown(value)}") from None
+    if len(hex_form) != _HEX_LENGTH or hex_form[:2] != "41":
+        raise InvalidAddress(f"base58 address does not decode to 0x41 + 20 bytes: {_shown(value)}")
+    return value, hex_form
+
+
+def _shown(value: str) -> str:
+    """A bounded repr for messages; addresses are public, but inputs can be huge."""
+    if len(value) > _SHOWN_CHARS:
+        return repr(value[:_SHOWN_CHARS]) + f"... ({len(value)} chars)"
+    return repr(value)

@@ -1,0 +1,3 @@
+from energy_async.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Batch input files: CSV (header ``to,energy`` and optional ``duration``, ``client_order_id``,
+``transfers``) or JSON Lines with the same keys.
+
+Rows are streamed, never loaded whole, so a file can be read twice (validate every row first,
+then send) without holding thousands of requests in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from energy_async.errors import InputError
+from energy_async.models import OrderRequest
+
+__all__ = ["BatchFileError", "RowProblem", "problems_text", "read_requests"]
+
+_KNOWN = frozenset({"to", "energy", "transfers", "duration", "client_order_id"})
+_MAX_PROBLEMS_SHOWN = 50
+
+
+class BatchFileError(InputError):
+    """The file cannot be read as a batch at all (missing, bad header, not CSV or JSONL)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+Prepare = Callable[..., OrderRequest]
+
+
+def read_requests(
+    path: str | Path,
+    prepare: Prepare,
+    *,
+    id_for_line: Callable[[int], str | None] | None = None,
+) -> Iterator[tuple[int, OrderRequest | RowProblem]]:
+    """``(line, request)`` for good rows and ``(line, problem)`` for bad ones, in file order.
+
+    ``prepare`` is the session's validator (``ProviderSession.prepare``), so a row is judged by
+    exactly the rules the order would meet. ``id_for_line`` gives rows without their own
+    ``client_order_id`` a stable one (so a resumed run can find them again).
+    """
+    seen_ids: set[str] = set()
+    for line, fields in _rows(Path(path)):
+        problem = _shape(fields)
+        if problem:
+            yield line, RowProblem(line, problem)
+            continue
+        given_id = fields.get("client_order_id") or None
+        try:
+            request = prepare(
+                target=fields.get("to", ""),
+                energy=_int(fields, "energy"),
+                transfers=_int(fields, "transfers"),
+                duration=fields.get("duration") or "1h",
+                client_order_id=given_id or (id_for_line(line) if id_for_line else None),
+            )
+        except (InputError, ValueError) as exc:
+            yield line, RowProblem(line, getattr(exc, "message", str(exc)))
+            continue
+        if request.client_order_id in seen_ids:
+            yield line, RowProblem(line, f"client_order_id {request.client_order_id} repeats")
+            continue
+        if given_id:
+            seen_ids.add(request.client_order_id)
+        yield line, request
+
+
+def problems_text(problems: list[RowProblem], total: int) -> str:
+    shown = [str(problem) for problem in problems[:_MAX_PROBLEMS_SHOWN]]
+    if total > len(shown):
+        shown.append(f"... and {total - len(shown)} more")
+    return "\n".join(shown)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise BatchFileError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        try:
+            if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+                yield from _jsonl(handle)
+            else:
+                yield from _csv(handle, path)
+        except UnicodeDecodeError:
+            raise BatchFileError(f"{path} is not UTF-8 text") from None
+
+
+def _csv(handle: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(handle)
+    header = [name.strip() for name in reader.fieldnames or []]
+    if "to" not in header or not ({"energy", "transfers"} & set(header)):
+        raise BatchFileError(
+            f"{path}: the first line must be a CSV header with 'to' and 'energy' "
+            "(optional: duration, client_order_id, transfers)"
+        )
+    unknown = [name for name in header if name not in _KNOWN]
+    if unknown:
+        raise BatchFileError(f"{path}: unknown column(s) {', '.join(unknown)}")
+    for row in reader:
+        if None in row:
+            yield reader.line_num, {"__error__": "more fields than the header has"}
+            continue
+        fields = {key.strip(): (value or "").strip() for key, value in row.items()}
+        if not any(fields.values()):
+            continue  # a blank line
+        yield reader.line_num, fields
+
+
+def _jsonl(handle: Iterator[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    for line, text in enumerate(handle, start=1):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            yield line, {"__error__": "not a JSON object"}
+            continue
+        if not isinstance(value, dict):
+            yield line, {"__error__": "not a JSON object"}
+            continue
+        unknown = sorted(set(value) - _KNOWN)
+        if unknown:
+            yield line, {"__error__": f"unknown key(s) {', '.join(unknown)}"}
+            continue
+        if any(not isinstance(v, str | int) or isinstance(v, bool) for v in value.values()):
+            yield line, {"__error__": "values must be strings or whole numbers"}
+            continue
+        yield line, {key: str(v) for key, v in value.items()}
+
+
+def _shape(fields: dict[str, str]) -> str | None:
+    if "__error__" in fields:
+        return fields["__error__"]
+    if not fields.get("to"):
+        return "missing 'to' address"
+    return None
+
+
+def _int(fields: dict[str, str], name: str) -> int | None:
+    text = fields.get(name, "")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"{name} must be a whole number, got {text!r}")
+    return int(text)

@@ -1,0 +1,436 @@
+"""The ``energy-async`` command (also ``python -m energy_async``).
+
+Contract (design.md): credentials come from the environment only; ``--json`` prints machine
+output on stdout and nothing else goes there; people read stderr; errors are one line that
+names what to fix. Exit codes: 0 DELIVERED, 1 any other settled verdict (or a failure after
+something was sent), 2 bad input or configuration (nothing was sent), 3 UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+import anyio
+import msgspec
+
+from energy_async.errors import (
+    AuthenticationError,
+    EnergyError,
+    InputError,
+    JournalError,
+    OutcomeUnknown,
+)
+from energy_async.models import DeliveryResult, OrderRequest, Verdict
+
+if TYPE_CHECKING:
+    from energy_async.batch import SpendGuard
+    from energy_async.coordinator import Coordinator
+    from energy_async.providers import Provider
+
+__all__ = ["exit_code", "main"]
+
+EXIT_DELIVERED, EXIT_OTHER, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+PROVIDERS = ("catfee", "mefree")
+
+
+def exit_code(verdict: Verdict) -> int:
+    if verdict is Verdict.DELIVERED:
+        return EXIT_DELIVERED
+    if verdict is Verdict.UNKNOWN:
+        return EXIT_UNKNOWN
+    return EXIT_OTHER
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="energy-async",
+        description="Buy TRON energy from a rental provider and prove on-chain that it arrived.",
+        epilog="Credentials: CATFEE_API_KEY/CATFEE_API_SECRET, MEFREE_API_KEY/MEFREE_API_SECRET,"
+        " optional TRONGRID_API_KEY, all from the environment.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    buy = commands.add_parser("buy", help="buy energy for one address and verify delivery")
+    _provider_options(buy)
+    buy.add_argument("--to", required=True, metavar="ADDRESS", help="the address to receive")
+    amount = buy.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--energy", type=int, metavar="N", help="energy units (>= 65,000)")
+    amount.add_argument("--transfers", type=int, metavar="N", help="USDT transfers (Mefree)")
+    buy.add_argument("--duration", default="1h", help="rental duration (default 1h)")
+    buy.add_argument("--client-order-id", metavar="ID", help="your idempotency key")
+    buy.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS")
+    buy.add_argument("--no-verify", action="store_true", help="place the order, skip the chain")
+    _trongrid_option(buy)
+    _json_option(buy)
+    buy.set_defaults(handler=_buy)
+
+    order = commands.add_parser("order", help="show one order as the provider reports it")
+    _provider_options(order)
+    order.add_argument("order_id", metavar="ORDER_ID")
+    _json_option(order)
+    order.set_defaults(handler=_order)
+
+    verify = commands.add_parser("verify", help="read an address's energy from the chain")
+    verify.add_argument("--to", required=True, metavar="ADDRESS")
+    _trongrid_option(verify)
+    _json_option(verify)
+    verify.set_defaults(handler=_verify)
+
+    batch = commands.add_parser("batch", help="buy for every row of a CSV or JSONL file")
+    _provider_options(batch)
+    batch.add_argument("file", metavar="FILE", type=Path)
+    batch.add_argument("--concurrency", type=int, default=16, metavar="N")
+    batch.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS", help="per order")
+    batch.add_argument(
+        "--journal",
+        type=Path,
+        metavar="PATH",
+        help="write-ahead journal (SQLite) that makes the batch resumable",
+    )
+    batch.add_argument(
+        "--resume", action="store_true", help="continue the batch recorded in --journal"
+    )
+    batch.add_argument(
+        "--skip-invalid", action="store_true", help="send the valid rows even if some are bad"
+    )
+    for name in ("max-energy", "max-sun", "max-energy-per-hour", "max-sun-per-hour"):
+        batch.add_argument(f"--{name}", type=int, metavar="N", help="spend limit")
+    _trongrid_option(batch)
+    _json_option(batch)
+    batch.set_defaults(handler=_batch)
+
+    sandbox = commands.add_parser("sandbox", help="run the local provider + TronGrid simulator")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--speed", type=float, default=1.0, help="chain clock multiplier")
+    sandbox.add_argument("--seed", type=int, default=0)
+    sandbox.set_defaults(handler=_sandbox)
+
+    demo = commands.add_parser("demo", help="the whole job end to end against a local sandbox")
+    _json_option(demo)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _provider_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--provider", required=True, choices=PROVIDERS)
+    parser.add_argument("--provider-url", metavar="URL", help="provider base URL")
+
+
+def _trongrid_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trongrid-url", metavar="URL", default="https://api.trongrid.io")
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+async def _buy(args: argparse.Namespace) -> int:
+    from energy_async.coordinator import Coordinator
+    from energy_async.session import ProviderSession
+    from energy_async.verifier import Verifier
+
+    provider = _provider(args)
+    async with ProviderSession(provider) as session:
+        request = session.prepare(
+            target=args.to,
+            energy=args.energy,
+            transfers=args.transfers,
+            duration=args.duration,
+            client_order_id=args.client_order_id,
+        )
+        if args.deadline <= 0:
+            raise InputError("--deadline must be a positive number of seconds")
+        _say(
+            f"buying {_amount(args)} for {request.target} from {provider.name} "
+            f"(client_order_id {request.client_order_id})"
+        )
+        if args.no_verify:
+            order = await session.place(request)
+            _say_order(order)
+            _out_json(args, {"verdict": None, "order": order})
+            return EXIT_DELIVERED
+        async with Verifier(base_url=args.trongrid_url) as verifier:
+            coordinator = Coordinator(session, verifier)
+            _say(f"watching the provider and the chain (deadline {args.deadline:g} s) ...")
+            result = await coordinator.settle(request, deadline=args.deadline)
+    _show_result(args, result)
+    return exit_code(result.verdict)
+
+
+async def _order(args: argparse.Namespace) -> int:
+    from energy_async.report import render_order
+    from energy_async.session import ProviderSession
+
+    async with ProviderSession(_provider(args)) as session:
+        order = await session.get_order(args.order_id)
+    if not _out_json(args, order):
+        _say(render_order(order))
+    return EXIT_DELIVERED
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    from energy_async.report import render_snapshot
+    from energy_async.verifier import Verifier
+
+    async with Verifier(base_url=args.trongrid_url) as verifier:
+        snapshot = await verifier.snapshot(args.to)
+    payload = msgspec.to_builtins(snapshot)
+    payload["energy_available"] = snapshot.energy_available
+    if not _out_json(args, payload):
+        _say(render_snapshot(snapshot))
+    return EXIT_DELIVERED
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    from energy_async.batch import SpendGuard
+    from energy_async.coordinator import Coordinator
+    from energy_async.session import ProviderSession
+    from energy_async.verifier import Verifier
+
+    if args.concurrency < 1:
+        raise InputError("--concurrency must be at least 1")
+    if args.deadline <= 0:
+        raise InputError("--deadline must be a positive number of seconds")
+    if args.resume and args.journal is None:
+        raise InputError("--resume needs --journal PATH (the journal of the batch to continue)")
+    guard = None
+    limits = (args.max_energy, args.max_sun, args.max_energy_per_hour, args.max_sun_per_hour)
+    if any(limit is not None for limit in limits):
+        guard = SpendGuard(*limits)
+    provider = _provider(args)
+    async with (
+        ProviderSession(provider) as session,
+        Verifier(base_url=args.trongrid_url) as verifier,
+    ):
+        coordinator = Coordinator(session, verifier)
+        return await _run_batch(args, coordinator, guard)
+
+
+async def _run_batch(
+    args: argparse.Namespace, coordinator: Coordinator, guard: SpendGuard | None
+) -> int:
+    from energy_async.batchfile import problems_text, read_requests
+    from energy_async.journal import Journal
+
+    journal = None
+    run_id = secrets.token_hex(8)
+    if args.journal is not None:
+        journal = await Journal.open(args.journal, create=not args.resume)
+    try:
+        if journal is not None:
+            counts = await journal.counts()
+            entries = sum(n for key, n in counts.items() if ":" not in key)
+            if entries and not args.resume:
+                raise InputError(
+                    f"journal {args.journal} already holds {entries} orders; pass --resume to "
+                    "continue that batch, or give a new --journal path"
+                )
+            if args.resume:
+                run_id = await _recorded_run_id(journal) or run_id
+
+        def id_for_line(line: int) -> str:
+            return f"ea-{run_id}-{line}"
+
+        prepare = coordinator.session.prepare
+        total = 0
+        problems = []
+        problem_count = 0
+        for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
+            if isinstance(item, OrderRequest):
+                total += 1
+            else:
+                problem_count += 1
+                if len(problems) < 50:
+                    problems.append(item)
+        if problem_count and not args.skip_invalid:
+            raise InputError(
+                f"{problem_count} bad row(s) in {args.file}, nothing was sent "
+                f"(fix them, or pass --skip-invalid):\n{problems_text(problems, problem_count)}"
+            )
+        if problem_count:
+            _say(f"skipping {problem_count} bad row(s):\n{problems_text(problems, problem_count)}")
+
+        def good_requests() -> Any:
+            for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
+                if isinstance(item, OrderRequest):
+                    yield item
+
+        if journal is not None:
+            # Every intent is committed before the first create goes out; on resume only the
+            # rows a crash kept from the journal are added (the same ids, so nothing repeats).
+            await _record_all(journal, coordinator.provider, good_requests())
+            counts = await journal.counts()
+            settled = counts.get("SETTLED", 0)
+            _say(f"journal {args.journal}: {settled} of {total} orders already settled")
+            batch = coordinator.resume(
+                journal, concurrency=args.concurrency, deadline=args.deadline, spend_guard=guard
+            )
+            total -= settled
+        else:
+            batch = coordinator.buy_many(
+                good_requests(),
+                concurrency=args.concurrency,
+                deadline=args.deadline,
+                spend_guard=guard,
+            )
+        return await _drain(args, batch, total)
+    finally:
+        if journal is not None:
+            await journal.aclose()
+
+
+async def _record_all(journal: Any, provider: str, requests: Any) -> None:
+    chunk = []
+    for request in requests:
+        chunk.append(request)
+        if len(chunk) >= 1000:
+            await journal.record_intents(provider, chunk)
+            chunk = []
+    if chunk:
+        await journal.record_intents(provider, chunk)
+
+
+async def _recorded_run_id(journal: Any) -> str | None:
+    """The run id behind generated ids (``ea-<run>-<line>``), so a resume makes the same ids."""
+    async for entry in journal.iter_entries():
+        parts = entry.client_order_id.split("-")
+        if len(parts) == 3 and parts[0] == "ea" and parts[2].isdigit():
+            return str(parts[1])
+    return None
+
+
+async def _drain(args: argparse.Namespace, batch: Any, total: int) -> int:
+    from energy_async.report import Progress, render_summary
+
+    progress = Progress(total, sys.stderr)
+    any_unknown = False
+    all_delivered = True
+    async with batch as run:
+        async for result in run:
+            progress.add(result)
+            any_unknown |= result.verdict is Verdict.UNKNOWN
+            all_delivered &= result.verdict is Verdict.DELIVERED
+            if args.json:
+                _write_json(result)
+        stop_reason = run.stop_reason
+    progress.finish()
+    _say(render_summary(progress, stop_reason))
+    if any_unknown:
+        return EXIT_UNKNOWN
+    return EXIT_DELIVERED if all_delivered and not stop_reason else EXIT_OTHER
+
+
+async def _sandbox(args: argparse.Namespace) -> int:
+    from energy_async.sandbox import Sandbox
+
+    sandbox = Sandbox(seed=args.seed, speed=args.speed)
+    async with sandbox.serve(host=args.host, port=args.port) as urls:
+        _say(sandbox.describe(urls))
+        _say("press Ctrl-C to stop")
+        await anyio.sleep_forever()
+    return EXIT_DELIVERED
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from energy_async.demo import DEMO_EXPECTED, run_demo
+
+    results = await run_demo(sys.stderr)
+    if args.json:
+        for result in results:
+            _write_json(result)
+    # The third order is meant to be caught cheating: success is every verdict as designed.
+    verdicts = tuple(result.verdict for result in results)
+    return EXIT_DELIVERED if verdicts == DEMO_EXPECTED else EXIT_OTHER
+
+
+# --- plumbing ------------------------------------------------------------------------------------
+
+
+def _provider(args: argparse.Namespace) -> Provider:
+    from energy_async.providers import CatFee, Mefree
+
+    kind = {"catfee": CatFee, "mefree": Mefree}[args.provider]
+    return kind.from_env(base_url=args.provider_url)
+
+
+def _amount(args: argparse.Namespace) -> str:
+    return f"{args.energy:,} energy" if args.energy is not None else f"{args.transfers} transfers"
+
+
+def _say(text: str, stream: TextIO | None = None) -> None:
+    print(text, file=stream or sys.stderr, flush=True)
+
+
+def _say_order(order: Any) -> None:
+    from energy_async.report import render_order
+
+    _say(render_order(order))
+
+
+def _write_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _out_json(args: argparse.Namespace, value: Any) -> bool:
+    if args.json:
+        _write_json(value)
+    return bool(args.json)
+
+
+def _show_result(args: argparse.Namespace, result: DeliveryResult) -> None:
+    from energy_async.report import render_result
+
+    _say(render_result(result))
+    _out_json(args, result)
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    async def runner() -> int:
+        return await handler(args)
+
+    try:
+        return anyio.run(runner)
+    except KeyboardInterrupt:
+        _say("energy-async: interrupted")
+        return 130
+    except (InputError, AuthenticationError) as exc:
+        _say(f"energy-async: error: {_one_line(exc)}")
+        return EXIT_USAGE
+    except JournalError as exc:
+        _say(f"energy-async: journal error: {_one_line(exc)}")
+        return EXIT_USAGE
+    except OutcomeUnknown as exc:
+        _say(
+            f"energy-async: outcome unknown: {_one_line(exc)}; check it later with "
+            f"`energy-async order` or rerun `buy` with --client-order-id {exc.client_order_id}"
+        )
+        return EXIT_UNKNOWN
+    except EnergyError as exc:
+        _say(f"energy-async: error: {_one_line(exc)}")
+        return EXIT_OTHER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return _run(args.handler, args)

@@ -13,6 +13,7 @@ locked), a transaction id that is the SHA-256 of its protobuf ``raw_data``, and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import random
@@ -40,6 +41,7 @@ __all__ = [
     "ResourceStake",
     "Transaction",
     "TxState",
+    "resource_limit",
 ]
 
 BLOCK_TIME = 3.0
@@ -53,6 +55,7 @@ SUN_PER_TRX = 1_000_000
 DEFAULT_LOCK_PERIOD = 86_400  # blocks: DELEGATE_PERIOD / BLOCK_PRODUCED_INTERVAL
 TX_EXPIRATION_MS = 60_000  # a broadcast that is not in a block by then is dropped
 _BLOCK_MS = 3_000
+_MAX_RESULT_SIZE_IN_TX = 64
 
 DELEGATE = "DelegateResourceContract"
 UNDELEGATE = "UnDelegateResourceContract"
@@ -189,12 +192,30 @@ class Transaction:
     def type_url(self) -> str:
         return f"type.googleapis.com/protocol.{self.contract_type}"
 
+    @property
+    def signature(self) -> bytes:
+        """65 bytes shaped like a recoverable secp256k1 signature (the sandbox signs nothing)."""
+        digest = hashlib.sha512(b"signature:" + bytes.fromhex(self.txid)).digest()
+        return digest + b"\x1b"
+
+    @property
+    def net_usage(self) -> int:
+        """Bandwidth as BandwidthProcessor counts it: signed size plus the 64-byte result."""
+        signed = _pb_bytes(1, self.raw_data()) + _pb_bytes(2, self.signature)
+        return len(signed) + _MAX_RESULT_SIZE_IN_TX
+
 
 @dataclass(slots=True)
 class _Entry:
     tx: Transaction
     lands: bool
     block: int | None = None
+
+
+def resource_limit(stake: ResourceStake, total_limit: int, total_weight: int) -> int:
+    """EnergyProcessor.calculateGlobalEnergyLimit (stake 2.0), in the node's double arithmetic."""
+    froze = stake.frozen + stake.acquired
+    return int(froze / SUN_PER_TRX * (total_limit / total_weight))
 
 
 class Chain:
@@ -350,22 +371,18 @@ class Chain:
                 self._move_stake(entry.tx, view, undo=True)
         return view
 
-    def energy_limit(self, address: str) -> int:
-        """EnergyLimit as getaccountresource shows it now (EnergyProcessor, stake 2.0)."""
-        self._sync()
-        account = self._accounts.get(address)
+    def energy_limit(self, address: str, *, solid: bool = False) -> int:
+        """EnergyLimit as getaccountresource shows it now."""
+        account = self.account(address, solid=solid)
         if account is None:
             return 0
-        froze = account.energy.frozen + account.energy.acquired
-        return int(froze / SUN_PER_TRX * (TOTAL_ENERGY_LIMIT / self.total_energy_weight))
+        return resource_limit(account.energy, TOTAL_ENERGY_LIMIT, self.total_energy_weight)
 
-    def net_limit(self, address: str) -> int:
-        self._sync()
-        account = self._accounts.get(address)
+    def net_limit(self, address: str, *, solid: bool = False) -> int:
+        account = self.account(address, solid=solid)
         if account is None:
             return 0
-        froze = account.bandwidth.frozen + account.bandwidth.acquired
-        return int(froze / SUN_PER_TRX * (TOTAL_NET_LIMIT / TOTAL_NET_WEIGHT))
+        return resource_limit(account.bandwidth, TOTAL_NET_LIMIT, TOTAL_NET_WEIGHT)
 
     # -- delegation ---------------------------------------------------------------------------
 
@@ -602,7 +619,7 @@ class Chain:
         if resource not in _RESOURCE_CODES:
             raise ValueError("ResourceCode error, valid ResourceCode[BANDWIDTH, ENERGY]")
         for role, address in (("ownerAddress", owner), ("receiverAddress", receiver)):
-            if not is_valid_address(address):
+            if address not in self._accounts and not is_valid_address(address):
                 raise ValueError(f"Invalid {role}")
         if owner == receiver:
             raise ValueError("receiverAddress must not be the same as ownerAddress")
@@ -627,6 +644,7 @@ class Chain:
 _EMPTY = DelegationRecord("", "", False)
 
 
+@functools.lru_cache(maxsize=65_536)  # base58 decoding dominates a broadcast otherwise
 def _raw_address(address: str) -> bytes:
     raw = decode_address(address)
     if raw is None:

@@ -1,0 +1,523 @@
+"""The signed, retrying, never-buy-twice session with one energy provider.
+
+Every request is built once (path and query), signed on exactly those bytes with a fresh
+timestamp per attempt, and sent unchanged. Reads retry what is worth retrying. A create is
+replayed only with the ``client_order_id`` fixed before its first attempt, which both providers
+answer with the earlier order instead of a second purchase; when no attempt settles it the
+caller gets `OutcomeUnknown` with that id, never a silent second order.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, NamedTuple, Self, TypeVar
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from energy_async._http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
+    CallMeter,
+    RateLimiter,
+    RetryPolicy,
+    new_client_session,
+    parse_retry_after,
+    read_capped,
+)
+from energy_async.errors import (
+    AuthenticationError,
+    BadResponse,
+    ConfigurationError,
+    DuplicateOrder,
+    EnergyError,
+    ErrorContext,
+    InvalidOrder,
+    NetworkError,
+    OutcomeUnknown,
+    RateLimited,
+    ServiceUnavailable,
+)
+from energy_async.models import Account, Order, OrderRequest, Quote
+from energy_async.providers._base import Provider, decode_envelope
+from energy_async.signing import format_timestamp, signed_headers
+
+__all__ = ["DEFAULT_RATE_LIMIT", "ProviderSession", "RetryPolicy"]
+
+log = logging.getLogger("energy_async.session")
+
+# Neither provider publishes a number ("429 ... count all instances together"); 10 requests a
+# second per key is far above what one buyer needs and far below what would look like abuse.
+DEFAULT_RATE_LIMIT = 10.0
+
+# The connection failed before a byte of the request left: nothing can have been bought.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# The request may have reached the provider and taken effect before the answer was lost.
+_MAYBE_SENT = (aiohttp.ClientError, TimeoutError)
+
+_SHARED_LIMITERS: dict[tuple[str, str, str], RateLimiter] = {}
+
+T = TypeVar("T")
+
+
+def _shared_limiter(provider: Provider) -> RateLimiter:
+    """One limiter per provider, URL and API key for the whole process (the key is hashed)."""
+    key_id = hashlib.sha256(provider.api_key.encode()).hexdigest()
+    key = (provider.name, provider.base_url, key_id)
+    limiter = _SHARED_LIMITERS.get(key)
+    if limiter is None:
+        limiter = _SHARED_LIMITERS[key] = RateLimiter(DEFAULT_RATE_LIMIT)
+    return limiter
+
+
+class _ServerClock:
+    """Our estimate of the provider's clock, from the ``Date`` header of its responses.
+
+    Providers reject timestamps more than 5 s off theirs. ``Date`` has 1 s resolution, so an
+    offset is applied only when it is clearly more than that.
+    """
+
+    __slots__ = ("_date", "_date_ts", "offset")
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self._date: str | None = None
+        self._date_ts = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def observe(self, date: str | None, received_at: float) -> None:
+        if date is None:
+            return
+        if date != self._date:  # parse once per second of server time, not per response
+            try:
+                moment = parsedate_to_datetime(date)
+            except (TypeError, ValueError, IndexError):
+                return
+            if moment.tzinfo is None:
+                return
+            self._date, self._date_ts = date, moment.timestamp()
+        # The server read its clock somewhere in [Date, Date + 1 s).
+        estimate = self._date_ts + 0.5 - received_at
+        self.offset = estimate if abs(estimate) > 1.0 else 0.0
+
+
+class _Call(NamedTuple):
+    """One logical request: built and signed on these exact bytes, however many attempts."""
+
+    method: str
+    signed_path: str
+    url: URL
+    endpoint: str
+
+
+class ProviderSession:
+    """An async session with one provider: ``async with ProviderSession(CatFee(...)) as s:``.
+
+    Owns one pooled aiohttp session unless you pass ``session=`` (which it never closes). All
+    sessions of a process that use the same provider and key share one rate limiter, unless
+    ``limiter=`` says otherwise. A closed session cannot be reopened.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        session: aiohttp.ClientSession | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+        max_connections: int = 100,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+    ) -> None:
+        if not isinstance(provider, Provider):
+            raise ConfigurationError(
+                "provider must be a Provider such as CatFee(...) or Mefree(...)"
+            )
+        if session is not None and trace_configs:
+            raise ConfigurationError(
+                "trace_configs apply to a session we create; set them on yours"
+            )
+        if min(connect_timeout, total_timeout) <= 0:
+            raise ConfigurationError("timeouts must be positive (seconds)")
+        self._provider = provider
+        self._retry = retry or RetryPolicy()
+        self._limiter = limiter or _shared_limiter(provider)
+        self._client = session
+        self._owns_client = session is None
+        self._new_client = functools.partial(
+            new_client_session,
+            connect_timeout=connect_timeout,
+            total_timeout=total_timeout,
+            max_connections=max_connections,
+            trace_configs=trace_configs,
+        )
+        self._closed = False
+        self._clock = _ServerClock()
+        base = URL(provider.base_url)
+        self._origin = str(base.origin())
+        self._base_path = base.raw_path.rstrip("/")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<ProviderSession {self._provider!r} {state}>"
+
+    @property
+    def provider(self) -> Provider:
+        return self._provider
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds added to our clock to match the provider's (0 when within 1 s)."""
+        return self._clock.offset
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        self._http()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool we own; a session passed in is left to its owner."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            await client.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConfigurationError("this ProviderSession is closed; create a new one")
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    # --- the public calls ---------------------------------------------------------------------
+
+    def prepare(
+        self,
+        *,
+        target: str,
+        energy: int | None = None,
+        transfers: int | None = None,
+        duration: str = "1h",
+        client_order_id: str | None = None,
+    ) -> OrderRequest:
+        """Validate an order and fix its ``client_order_id``; nothing is sent."""
+        return self._provider.order_request(
+            target=target,
+            energy=energy,
+            transfers=transfers,
+            duration=duration,
+            client_order_id=client_order_id,
+        )
+
+    async def place(self, request: OrderRequest, *, meter: CallMeter | None = None) -> Order:
+        """Send a prepared order; replays carry its ``client_order_id``, so it is bought once.
+
+        Raises `OutcomeUnknown` when an attempt may have reached the provider and none
+        settled; resolve it by calling ``place`` again with the same request.
+        """
+        if not request.client_order_id:
+            raise InvalidOrder("place() needs a request from prepare() (no client_order_id)")
+        request = self.prepare(  # a request from a journal or a caller is checked like a new one
+            target=request.target,
+            energy=request.energy,
+            transfers=request.transfers,
+            duration=request.duration,
+            client_order_id=request.client_order_id,
+        )
+        call = self._build(
+            "POST", self._provider.create_path, self._provider.create_query(request), "create"
+        )
+        return await self._send(
+            call,
+            lambda data: self._check_replay(self._provider.parse_order(data, request), request),
+            meter=meter,
+            client_order_id=request.client_order_id,
+        )
+
+    async def create_order(
+        self,
+        *,
+        target: str,
+        energy: int | None = None,
+        transfers: int | None = None,
+        duration: str = "1h",
+        client_order_id: str | None = None,
+        meter: CallMeter | None = None,
+    ) -> Order:
+        """Buy energy for ``target``: ``prepare`` then ``place``."""
+        request = self.prepare(
+            target=target,
+            energy=energy,
+            transfers=transfers,
+            duration=duration,
+            client_order_id=client_order_id,
+        )
+        return await self.place(request, meter=meter)
+
+    async def get_order(self, order_id: str, *, meter: CallMeter | None = None) -> Order:
+        """The order as the provider sees it now (``order.id`` from create)."""
+        call = self._build("GET", self._provider.order_detail_path(order_id), [], "get")
+        return await self._send(call, self._provider.parse_order, meter=meter)
+
+    async def account(self, *, meter: CallMeter | None = None) -> Account:
+        call = self._build("GET", self._provider.account_path, [], "account")
+        return await self._send(call, self._provider.parse_account, meter=meter)
+
+    async def quote(
+        self,
+        *,
+        energy: int,
+        duration: str = "1h",
+        meter: CallMeter | None = None,
+    ) -> Quote:
+        """What ``energy`` for ``duration`` costs; `NotSupported` where no price is published."""
+        self._provider.check_amount(energy=energy, transfers=None)
+        path, query = self._provider.quote_query(energy=energy, duration=duration)
+        call = self._build("GET", path, query, "estimate")
+        return await self._send(
+            call,
+            lambda data: self._provider.parse_quote(data, energy=energy, duration=duration),
+            meter=meter,
+        )
+
+    # --- one request, many attempts ------------------------------------------------------------
+
+    def _build(self, method: str, path: str, query: list[tuple[str, str]], endpoint: str) -> _Call:
+        # Values are URL-safe by validation (digits, base58, [A-Za-z0-9_-]), so no encoding
+        # step can make the bytes sent differ from the bytes signed.
+        signed_path = self._base_path + path
+        if query:
+            signed_path += "?" + "&".join(f"{name}={value}" for name, value in query)
+        return _Call(method, signed_path, URL(self._origin + signed_path, encoded=True), endpoint)
+
+    def _context(
+        self,
+        call: _Call,
+        attempts: int,
+        http_status: int | None = None,
+        code: int | None = None,
+        provider_message: str | None = None,
+    ) -> ErrorContext:
+        return {
+            "provider": self._provider.name,
+            "path": call.signed_path,
+            "attempts": attempts,
+            "http_status": http_status,
+            "code": code,
+            "provider_message": provider_message,
+        }
+
+    async def _send(
+        self,
+        call: _Call,
+        parse: Callable[[Any], T],
+        *,
+        meter: CallMeter | None,
+        client_order_id: str | None = None,
+    ) -> T:
+        """Attempts until one settles. For a create (``client_order_id`` given) every attempt
+        after one that may have reached the provider is a replay of the same order."""
+        attempts = 0
+        resynced = False
+        maybe_sent = False
+        while True:
+            attempts += 1
+            retry_after: float | None = None
+            try:
+                return await self._attempt(call, parse, meter, attempts)
+            except _ClockRejected as exc:
+                if resynced:
+                    raise AuthenticationError(exc.message, **exc.context()) from None
+                # A 401 charged nothing, and its Date has just corrected our clock: once more.
+                resynced = True
+                log.info(
+                    "%s %s: timestamp refused; retrying on the server's clock (offset %+.1f s)",
+                    self._provider.name,
+                    call.endpoint,
+                    self._clock.offset,
+                )
+                continue
+            except RateLimited as exc:
+                error: EnergyError = exc
+                retry_after = exc.retry_after
+            except ServiceUnavailable as exc:
+                error, maybe_sent = exc, True
+            except BadResponse as exc:
+                redirect = exc.http_status is not None and 300 <= exc.http_status < 400
+                if client_order_id is None or redirect:
+                    raise
+                # A garbled answer to a create may hide a charge: replaying the same id reads it.
+                error, maybe_sent = exc, True
+            except _NOT_SENT as exc:
+                error = NetworkError(
+                    f"could not connect: {_describe(exc)}", **self._context(call, attempts)
+                )
+                error.__cause__ = exc
+            except _MAYBE_SENT as exc:
+                error = NetworkError(
+                    f"no answer: {_describe(exc)}", **self._context(call, attempts)
+                )
+                error.__cause__ = exc
+                maybe_sent = True
+            delay = (
+                self._retry.delay(attempts, retry_after)
+                if attempts < self._retry.max_attempts
+                else None
+            )
+            if delay is None:
+                if client_order_id is not None and maybe_sent:
+                    raise OutcomeUnknown(
+                        f"the order may or may not have been placed (last: {error.message}); "
+                        "place it again with the same client_order_id to settle it",
+                        client_order_id=client_order_id,
+                        **self._context(call, attempts),
+                    ) from error
+                raise error
+            log.info(
+                "%s %s attempt %d failed (%s); retrying in %.2f s%s",
+                self._provider.name,
+                call.endpoint,
+                attempts,
+                type(error).__name__,
+                delay,
+                " with the same client_order_id" if client_order_id else "",
+            )
+            await anyio.sleep(delay)
+
+    async def _attempt(
+        self, call: _Call, parse: Callable[[Any], T], meter: CallMeter | None, attempts: int
+    ) -> T:
+        """One signed HTTP exchange (the exact bytes of ``call``, a fresh timestamp), decoded."""
+        client = self._http()
+        await self._limiter.acquire()
+        if meter is not None:
+            meter.calls += 1
+        provider = self._provider
+        headers = signed_headers(
+            provider.header_prefix,
+            provider.api_key,
+            provider.api_secret,
+            format_timestamp(self._clock.now()),
+            call.method,
+            call.signed_path,
+        )
+        async with client.request(
+            call.method, call.url, headers=headers, allow_redirects=False
+        ) as response:
+            status = response.status
+            self._clock.observe(response.headers.get("Date"), time.time())
+            try:
+                body = await read_capped(response)
+            except BadResponse as exc:
+                raise BadResponse(exc.message, **self._context(call, attempts, status)) from None
+            retry_after = response.headers.get("Retry-After")
+            location = response.headers.get("Location")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d (%d bytes)", call.method, call.signed_path, status, len(body))
+        data = self._interpret(call, attempts, status, body, retry_after, location)
+        try:
+            return parse(data)
+        except (BadResponse, DuplicateOrder) as exc:  # decodes, but does not add up
+            raise type(exc)(exc.message, **self._context(call, attempts, status)) from None
+
+    def _interpret(
+        self,
+        call: _Call,
+        attempts: int,
+        status: int,
+        body: bytes,
+        retry_after: str | None,
+        location: str | None,
+    ) -> Any:
+        """The ``data`` of a success, or the typed error this reply amounts to."""
+        if 300 <= status < 400:
+            raise BadResponse(
+                f"refused to follow a redirect to {location!r}: it would carry the signed "
+                "headers elsewhere; check the base_url",
+                **self._context(call, attempts, status),
+            )
+        if status == 429:
+            raise RateLimited(
+                "rate limited",
+                retry_after=parse_retry_after(retry_after),
+                **self._context(call, attempts, status),
+            )
+        if status >= 500:
+            raise ServiceUnavailable(
+                "provider unavailable", **self._context(call, attempts, status)
+            )
+        try:
+            envelope = decode_envelope(body)
+        except BadResponse as exc:
+            if status < 400:
+                raise BadResponse(exc.message, **self._context(call, attempts, status)) from None
+            error = self._provider.error_class(status, None, call.endpoint)
+            raise error(
+                f"HTTP {status} without a JSON body", **self._context(call, attempts, status)
+            ) from None
+        if envelope.code != 0 or status >= 400:
+            message = envelope.message
+            error = self._provider.error_class(status, message, call.endpoint)
+            if error is AuthenticationError and envelope.says_clock:
+                error = _ClockRejected
+            raise error(
+                f"{self._provider.name} refused the request",
+                **self._context(call, attempts, status, envelope.code, message),
+            )
+        return envelope.data
+
+    def _check_replay(self, order: Order, request: OrderRequest) -> Order:
+        """A repeated ``client_order_id`` returns the earlier order, whatever was asked now."""
+        if order.client_order_id and order.client_order_id != request.client_order_id:
+            raise BadResponse(
+                f"the provider answered with another client_order_id ({order.client_order_id!r})"
+            )
+        if order.target != request.target or (
+            request.energy is not None and order.energy not in (None, request.energy)
+        ):
+            raise DuplicateOrder(
+                f"client_order_id {request.client_order_id!r} was already used for order "
+                f"{order.id} ({order.energy} energy to {order.target}), not for "
+                f"{request.energy} energy to {request.target}; nothing new was bought"
+            )
+        return order
+
+
+class _ClockRejected(AuthenticationError):
+    """A 401 for the timestamp: worth one retry once the reply's ``Date`` reset our clock."""
+
+    def context(self) -> ErrorContext:
+        return {
+            "provider": self.provider,
+            "http_status": self.http_status,
+            "code": self.code,
+            "provider_message": self.provider_message,
+            "attempts": self.attempts,
+            "path": self.path,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,536 @@
+"""Read the chain through TronGrid, so a delivery can be proven rather than taken on trust.
+
+Three questions, each answered with typed results and only typed errors:
+
+- `Verifier.snapshot`: an address's energy now (``/wallet/getaccountresource``);
+- `Verifier.delegation`: what a delegation tx says and how final it is;
+- `Verifier.delegated_resource`: the sun one account delegates to another right now.
+
+Every call is a read, so every failure worth another try (throttling, 5xx, a busy node, a
+network fault) is retried with jittered backoff; nothing can be bought twice from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from types import TracebackType
+from typing import Annotated, Any, Final, Self, TypeVar
+
+import aiohttp
+import anyio
+import msgspec
+
+from energy_async import _http
+from energy_async.address import to_base58, validate_address
+from energy_async.energy import delivery_tolerance, energy_for_sun, sun_for_energy
+from energy_async.errors import (
+    BadResponse,
+    ConfigurationError,
+    EnergyError,
+    InputError,
+    InvalidAddress,
+    NetworkError,
+    NodeError,
+    RateLimited,
+    ServiceUnavailable,
+)
+from energy_async.models import DelegatedResource, DelegationTx, ResourceSnapshot
+
+__all__ = [
+    "API_KEY_ENV",
+    "API_KEY_HEADER",
+    "DEFAULT_BASE_URL",
+    "Verifier",
+    "delivery_tolerance",
+    "energy_for_sun",
+    "sun_for_energy",
+]
+
+logger = logging.getLogger("energy_async.verifier")
+
+DEFAULT_BASE_URL: Final = "https://api.trongrid.io"
+API_KEY_ENV: Final = "TRONGRID_API_KEY"
+API_KEY_HEADER: Final = "TRON-PRO-API-KEY"
+RATE_WITH_KEY: Final = 15.0  # TronGrid's documented per-key QPS (older page; newer says 20)
+RATE_WITHOUT_KEY: Final = 3.0  # keyless limits are dynamic and end in a 30 s block: stay low
+
+_THROTTLE_STATUSES = frozenset({403, 429, 503})
+_BUSY_MARKER = "lack of computing resources"
+_DELEGATE_TYPES = frozenset({"DelegateResourceContract", "UnDelegateResourceContract"})
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_SHOWN_CHARS = 200
+
+# --- wire shapes: java-tron omits zero fields, so every field has a default ------------------
+
+Amount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a Java long, never negative here
+Total = Annotated[int, msgspec.Meta(gt=0, le=2**63 - 1)]  # network totals are never zero
+
+
+class _AccountResource(msgspec.Struct, rename="pascal"):
+    energy_limit: Amount = 0
+    energy_used: Amount = 0
+    total_energy_limit: Total | None = None
+    total_energy_weight: Total | None = None
+    error: str | None = None
+
+
+class _DelegateValue(msgspec.Struct):
+    owner_address: str | None = None
+    receiver_address: str | None = None
+    resource: str = "BANDWIDTH"  # ResourceCode 0 is omitted
+    balance: Amount = 0
+    lock: bool = False
+    lock_period: Amount = 0
+
+
+class _Parameter(msgspec.Struct):
+    value: msgspec.Raw = msgspec.Raw(b"{}")  # decoded only for delegation contracts
+
+
+class _Contract(msgspec.Struct):
+    type: str | None = None
+    parameter: _Parameter = msgspec.field(default_factory=_Parameter)
+
+
+class _RawData(msgspec.Struct):
+    contract: list[_Contract] = []
+
+
+class _Ret(msgspec.Struct, rename="camel"):
+    contract_ret: str | None = None
+
+
+class _Transaction(msgspec.Struct, rename={"tx_id": "txID", "error": "Error"}):
+    tx_id: str | None = None
+    raw_data: _RawData = msgspec.field(default_factory=_RawData)
+    ret: list[_Ret] = []
+    error: str | None = None
+
+
+class _TransactionInfo(
+    msgspec.Struct,
+    rename={
+        "block_number": "blockNumber",
+        "block_time_ms": "blockTimeStamp",
+        "fail_message": "resMessage",
+        "error": "Error",
+    },
+):
+    id: str | None = None
+    block_number: Amount | None = None
+    block_time_ms: Amount | None = None
+    result: str | None = None  # absent on success, "FAILED" otherwise
+    fail_message: str | None = None
+    error: str | None = None
+
+
+class _DelegatedRecord(msgspec.Struct, rename={"from_address": "from", "to_address": "to"}):
+    from_address: str | None = None
+    to_address: str | None = None
+    frozen_balance_for_bandwidth: Amount = 0
+    frozen_balance_for_energy: Amount = 0
+    expire_time_for_energy: Amount = 0
+
+
+class _DelegatedResources(
+    msgspec.Struct, rename={"records": "delegatedResource", "error": "Error"}
+):
+    records: list[_DelegatedRecord] = []
+    error: str | None = None
+
+
+class _ErrorOnly(msgspec.Struct, rename="pascal"):
+    error: Any = None
+
+
+_T = TypeVar("_T")
+_Reply = TypeVar("_Reply", _AccountResource, _Transaction, _TransactionInfo, _DelegatedResources)
+
+_ACCOUNT_RESOURCE = msgspec.json.Decoder(_AccountResource)
+_TRANSACTION = msgspec.json.Decoder(_Transaction)
+_TRANSACTION_INFO = msgspec.json.Decoder(_TransactionInfo)
+_DELEGATED_RESOURCES = msgspec.json.Decoder(_DelegatedResources)
+_DELEGATE_VALUE = msgspec.json.Decoder(_DelegateValue)
+_ERROR_ONLY = msgspec.json.Decoder(_ErrorOnly)
+_ANY_JSON = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+# One token bucket per (base URL, key, rate) in the process: TronGrid limits per key, so every
+# Verifier sharing a key must share its budget.
+_LIMITERS: dict[tuple[str, str | None, float], _http.RateLimiter] = {}
+
+
+def _shared_limiter(base_url: str, api_key: str | None, rate: float) -> _http.RateLimiter:
+    key_id = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+    limiter = _LIMITERS.get((base_url, key_id, rate))
+    if limiter is None:
+        limiter = _LIMITERS[(base_url, key_id, rate)] = _http.RateLimiter(rate)
+    return limiter
+
+
+class Verifier:
+    """A TronGrid client for delivery checks; use it as ``async with Verifier() as verifier``.
+
+    ``api_key`` defaults to the ``TRONGRID_API_KEY`` environment variable (pass ``""`` to send
+    none). ``rate_limit`` is requests per second, shared by every Verifier with the same base
+    URL, key and rate. A ``session`` you pass is used as is and never closed here.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        api_key: str | None = None,
+        rate_limit: float | None = None,
+        retry: _http.RetryPolicy | None = None,
+        connect_timeout: float = _http.DEFAULT_CONNECT_TIMEOUT,
+        total_timeout: float = _http.DEFAULT_TOTAL_TIMEOUT,
+        max_connections: int = 100,
+        session: aiohttp.ClientSession | None = None,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+    ) -> None:
+        if connect_timeout <= 0 or total_timeout <= 0:
+            raise ConfigurationError("timeouts must be positive")
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
+        self.base_url = str(_http.check_base_url(base_url, what="TronGrid base_url"))
+        key = os.environ.get(API_KEY_ENV) if api_key is None else api_key
+        self._has_key = bool(key)
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if key:
+            self._headers[API_KEY_HEADER] = key
+        rate = rate_limit if rate_limit is not None else RATE_WITH_KEY if key else RATE_WITHOUT_KEY
+        self._limiter = _shared_limiter(self.base_url, key or None, rate)
+        self._retry = retry or _http.RetryPolicy()
+        self._timeout = aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout)
+        self._max_connections = max_connections
+        self._trace_configs = trace_configs
+        self._user_session = session
+        self._own_session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._calls = 0
+
+    def __repr__(self) -> str:
+        key = "set" if self._has_key else "none"
+        return f"Verifier(base_url={self.base_url!r}, api_key=<{key}>)"
+
+    @property
+    def calls(self) -> int:
+        """HTTP attempts made by this verifier so far (retries included)."""
+        return self._calls
+
+    async def __aenter__(self) -> Self:
+        self._session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session this verifier opened (never one that was passed in)."""
+        self._closed = True
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
+
+    # --- queries ------------------------------------------------------------------------------
+
+    async def snapshot(
+        self, address: str, *, meter: _http.CallMeter | None = None
+    ) -> ResourceSnapshot:
+        """The address's energy now; ``exists=False`` for an unknown or unactivated account."""
+        address = validate_address(address)
+        path = "/wallet/getaccountresource"
+        reply, content = await self._post(
+            path, {"address": address, "visible": True}, _ACCOUNT_RESOURCE, meter
+        )
+        return _snapshot_from(address, reply, content, path)
+
+    async def delegation(
+        self, txid: str, *, check_solid: bool = True, meter: _http.CallMeter | None = None
+    ) -> DelegationTx:
+        """What the chain says about a delegation tx, and how final it is.
+
+        ``found=False`` is never final: a node behind TronGrid's load balancer may lag, so poll.
+        Costs two calls, plus one to ``/walletsolidity/`` once the tx is in a block (unless
+        ``check_solid`` is false).
+        """
+        txid = _check_txid(txid)
+        payload = {"value": txid, "visible": True}
+        tx, _ = await self._post("/wallet/gettransactionbyid", payload, _TRANSACTION, meter)
+        info_path = "/wallet/gettransactioninfobyid"
+        info, _ = await self._post(info_path, payload, _TRANSACTION_INFO, meter)
+        solid = False
+        if check_solid and info.block_number is not None:
+            solid_path = "/walletsolidity/gettransactioninfobyid"
+            solid_info, _ = await self._post(solid_path, payload, _TRANSACTION_INFO, meter)
+            solid = solid_info.block_number is not None
+        return _delegation_from(txid, tx, info, solid)
+
+    async def delegated_resource(
+        self, from_address: str, to_address: str, *, meter: _http.CallMeter | None = None
+    ) -> DelegatedResource:
+        """Sun ``from_address`` delegates to ``to_address`` now, locked and unlocked summed."""
+        from_address = validate_address(from_address)
+        to_address = validate_address(to_address)
+        path = "/wallet/getdelegatedresourcev2"
+        payload = {"fromAddress": from_address, "toAddress": to_address, "visible": True}
+        reply, _ = await self._post(path, payload, _DELEGATED_RESOURCES, meter)
+        return _delegated_from(from_address, to_address, reply, path)
+
+    # --- transport ----------------------------------------------------------------------------
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConfigurationError("this Verifier is closed")
+        if self._user_session is not None:
+            if self._user_session.closed:
+                raise ConfigurationError("the aiohttp session given to Verifier is closed")
+            return self._user_session
+        if self._own_session is None:
+            self._own_session = _http.new_client_session(
+                connect_timeout=self._timeout.sock_connect or _http.DEFAULT_CONNECT_TIMEOUT,
+                total_timeout=self._timeout.total or _http.DEFAULT_TOTAL_TIMEOUT,
+                max_connections=self._max_connections,
+                max_connections_per_host=self._max_connections,
+                trace_configs=self._trace_configs,
+            )
+        return self._own_session
+
+    async def _post(
+        self,
+        path: str,
+        payload: dict[str, Any],
+        decoder: msgspec.json.Decoder[_Reply],
+        meter: _http.CallMeter | None,
+    ) -> tuple[_Reply, bytes]:
+        """POST with retries; the decoded reply and its raw body."""
+        body = _ENCODER.encode(payload)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                status, retry_after, content = await self._send(path, body, meter)
+                return _interpret(path, status, content, retry_after, decoder), content
+            except EnergyError as error:
+                error.attempts = attempt
+                wait = self._retry_delay(error, attempt)
+                if wait is None:
+                    raise
+                logger.debug(
+                    "TronGrid %s: %s; attempt %d of %d, retrying in %.2fs",
+                    path,
+                    type(error).__name__,
+                    attempt,
+                    self._retry.max_attempts,
+                    wait,
+                )
+                await anyio.sleep(wait)
+
+    def _retry_delay(self, error: EnergyError, attempt: int) -> float | None:
+        if not error.retryable or attempt >= self._retry.max_attempts:
+            return None
+        retry_after = error.retry_after if isinstance(error, RateLimited) else None
+        return self._retry.delay(attempt, retry_after)
+
+    async def _send(
+        self, path: str, body: bytes, meter: _http.CallMeter | None
+    ) -> tuple[int, float | None, bytes]:
+        """One attempt: status, Retry-After and the capped body; transport faults typed."""
+        session = self._session()
+        await self._limiter.acquire()
+        self._calls += 1
+        if meter is not None:
+            meter.calls += 1
+        try:
+            async with session.post(
+                self.base_url + path,
+                data=body,
+                headers=self._headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                retry_after = _http.parse_retry_after(response.headers.get("Retry-After"))
+                return response.status, retry_after, await _http.read_capped(response)
+        except BadResponse as error:
+            error.path = path
+            raise
+        except (aiohttp.ClientError, TimeoutError) as error:
+            kind = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
+            raise NetworkError(f"TronGrid request failed: {kind}", path=path) from error
+
+
+# --- pure interpretation of one response (kept apart so tests can feed it any bytes) ---------
+
+
+def _interpret(
+    path: str,
+    status: int,
+    content: bytes,
+    retry_after: float | None,
+    decoder: msgspec.json.Decoder[_Reply],
+) -> _Reply:
+    """Map one HTTP answer to a decoded reply or the typed error it amounts to."""
+    if status in _THROTTLE_STATUSES:
+        raise RateLimited(
+            f"TronGrid throttled the request (HTTP {status})",
+            retry_after=retry_after,
+            http_status=status,
+            provider_message=_error_text(content),
+            path=path,
+        )
+    if status >= 500:
+        raise ServiceUnavailable(f"TronGrid answered HTTP {status}", http_status=status, path=path)
+    if status != 200:
+        message = _error_text(content)
+        if message is not None:  # a disabled API: 404 {"Error": "this API is unavailable ..."}
+            raise _node_error(message, path, http_status=status)
+        raise BadResponse(f"TronGrid answered HTTP {status}", http_status=status, path=path)
+    reply = _decode(decoder, content, path)
+    if reply.error is not None:
+        raise _node_error(reply.error, path, http_status=status)
+    return reply
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], content: bytes, path: str) -> _T:
+    try:
+        return decoder.decode(content)
+    except msgspec.DecodeError as error:
+        raise BadResponse(
+            f"TronGrid body is not the documented JSON: {_shown(str(error))}",
+            http_status=200,
+            path=path,
+        ) from None
+
+
+def _node_error(message: str, path: str, *, http_status: int) -> NodeError:
+    busy = _BUSY_MARKER in message
+    return NodeError(
+        "TronGrid node is busy" if busy else "TronGrid node answered an error",
+        retryable=busy,
+        http_status=http_status,
+        provider_message=_shown(message),
+        path=path,
+    )
+
+
+def _error_text(content: bytes) -> str | None:
+    """The ``Error`` text of a body, if it is a JSON object that has one."""
+    try:
+        error = _ERROR_ONLY.decode(content).error
+    except msgspec.DecodeError:
+        return None
+    return None if error is None else _shown(str(error))
+
+
+def _snapshot_from(
+    address: str, reply: _AccountResource, content: bytes, path: str
+) -> ResourceSnapshot:
+    taken_at = time.time()
+    if reply.total_energy_limit is None or reply.total_energy_weight is None:
+        # Totals are network-wide and never zero, so only `{}` (unknown or unactivated
+        # account) lacks them; any other body without them is not java-tron's.
+        if _decode(_ANY_JSON, content, path) == {}:
+            return ResourceSnapshot(address=address, exists=False, taken_at=taken_at)
+        raise BadResponse(
+            "getaccountresource answer lacks TotalEnergyLimit/TotalEnergyWeight",
+            http_status=200,
+            path=path,
+        )
+    return ResourceSnapshot(
+        address=address,
+        exists=True,
+        energy_limit=reply.energy_limit,
+        energy_used=reply.energy_used,
+        total_energy_limit=reply.total_energy_limit,
+        total_energy_weight=reply.total_energy_weight,
+        taken_at=taken_at,
+    )
+
+
+def _delegation_from(
+    txid: str, tx: _Transaction, info: _TransactionInfo, solid: bool
+) -> DelegationTx:
+    path = "/wallet/gettransactionbyid"
+    for seen in (tx.tx_id, info.id):
+        if seen is not None and seen.lower() != txid:
+            raise BadResponse(f"TronGrid answered for another tx: {_shown(seen)}", path=path)
+    contract = tx.raw_data.contract[0] if tx.raw_data.contract else None
+    contract_type = contract.type if contract else None
+    value = (
+        _decode(_DELEGATE_VALUE, contract.parameter.value, path)
+        if contract is not None and contract_type in _DELEGATE_TYPES
+        else None
+    )
+    contract_ret = tx.ret[0].contract_ret if tx.ret else None
+    failed = info.result == "FAILED" or contract_ret not in (None, "SUCCESS")
+    return DelegationTx(
+        txid=txid,
+        found=tx.tx_id is not None or info.block_number is not None,
+        contract_type=contract_type,
+        owner=_node_address(value.owner_address, path) if value else None,
+        receiver=_node_address(value.receiver_address, path) if value else None,
+        resource=value.resource if value else None,
+        balance_sun=value.balance if value else 0,
+        lock=value.lock if value else False,
+        lock_period=value.lock_period if value else 0,
+        contract_ret=contract_ret,
+        in_block=info.block_number is not None,
+        block_number=info.block_number,
+        block_time_ms=info.block_time_ms,
+        solid=solid,
+        failed=failed,
+        fail_message=_shown(info.fail_message) if info.fail_message else None,
+    )
+
+
+def _delegated_from(
+    from_address: str, to_address: str, reply: _DelegatedResources, path: str
+) -> DelegatedResource:
+    for record in reply.records:
+        pair = (
+            _node_address(record.from_address, path) or from_address,
+            _node_address(record.to_address, path) or to_address,
+        )
+        if pair != (from_address, to_address):
+            raise BadResponse("getdelegatedresourcev2 answered for another pair", path=path)
+    expiries = [r.expire_time_for_energy for r in reply.records if r.expire_time_for_energy]
+    return DelegatedResource(
+        from_address=from_address,
+        to_address=to_address,
+        energy_sun=sum(r.frozen_balance_for_energy for r in reply.records),
+        bandwidth_sun=sum(r.frozen_balance_for_bandwidth for r in reply.records),
+        records=len(reply.records),
+        energy_expires_at_ms=max(expiries, default=None),
+    )
+
+
+def _node_address(value: str | None, path: str) -> str | None:
+    """An address from the node, as base58 (nodes that ignore ``visible`` answer 41-hex)."""
+    if value is None:
+        return None
+    try:
+        return to_base58(value)
+    except InvalidAddress:
+        raise BadResponse(
+            f"TronGrid returned a malformed address: {_shown(value)}", path=path
+        ) from None
+
+
+def _check_txid(txid: object) -> str:
+    if not isinstance(txid, str) or len(txid) != 64 or not set(txid.lower()) <= _HEX_DIGITS:
+        shown = _shown(txid) if isinstance(txid, str) else type(txid).__name__
+        raise InputError(f"txid must be 64 hex characters, got {shown}")
+    return txid.lower()
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."

@@ -481,9 +481,11 @@ class Chain:
                 locked = tx.lock and tx.contract_type == DELEGATE
                 record = records.setdefault(locked, DelegationRecord(owner, receiver, locked))
                 record.add(tx.resource, -tx.balance if tx.contract_type == DELEGATE else tx.balance)
-        return [
-            records[locked] for locked in (False, True) if not records.get(locked, _EMPTY).empty
-        ]
+            # A lock shorter than 18 blocks may have merged since; never show negative stake.
+            for record in records.values():
+                record.energy, record.bandwidth = max(0, record.energy), max(0, record.bandwidth)
+        found = (records.get(locked) for locked in (False, True))
+        return [record for record in found if record is not None and not record.empty]
 
     def delegation_index(self, address: str) -> tuple[list[str], list[str]]:
         """(fromAccounts, toAccounts): who delegates to ``address``, and to whom it delegates."""
@@ -639,9 +641,6 @@ class Chain:
             stake.delegated += amount
         else:
             stake.acquired += amount
-
-
-_EMPTY = DelegationRecord("", "", False)
 
 
 @functools.lru_cache(maxsize=65_536)  # base58 decoding dominates a broadcast otherwise

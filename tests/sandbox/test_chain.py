@@ -421,3 +421,20 @@ def test_ten_thousand_delegations_stay_fast_and_bounded() -> None:
     assert time.perf_counter() - started < 5
     assert not chain._unsolid and not chain._unsolid_by_address
     assert not chain._due
+
+
+def test_solid_view_never_shows_negative_stake_after_a_short_lock_merges(chain: Chain) -> None:
+    provider, target = funded(chain)
+    chain.delegate(provider, target, 10 * TRX, lock=True, lock_period=2)
+    chain.advance_blocks(5)
+    chain.undelegate(provider, target, 4 * TRX)  # merges the expired lock into unlocked
+    chain.advance_blocks(1)
+    assert [(r.locked, r.energy) for r in chain.delegation_records(provider, target)] == [
+        (False, 6 * TRX)
+    ]
+    solid = chain.delegation_records(provider, target, solid=True)
+    assert all(r.energy >= 0 for r in solid)
+    chain.advance_blocks(SOLID_DEPTH)
+    assert chain.delegation_records(provider, target, solid=True) == chain.delegation_records(
+        provider, target
+    )

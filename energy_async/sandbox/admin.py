@@ -1,0 +1,185 @@
+"""Admin endpoints, so scripts and CLI tests can stage scenarios on a sandbox in another process.
+
+Mounted at ``/_sandbox``; answers loopback clients only and needs no auth:
+
+- ``GET /state``: head, solid head, chain time, energy totals, and per provider the balance,
+  charges (per ``client_order_id``, plus ``charges_without_id``), orders and request counts.
+- ``POST /delivery {"provider", "delivery", "target"?, "rate"?}``: with a target, that
+  address's orders; else with a rate, a seeded share of all orders; else the default.
+- ``POST /faults {"service", "fault", "times"?, "rate"?, "endpoint"?, "params"?}``: inject the
+  fault for the next ``times`` requests (default 1), or set its rate.
+- ``POST /targets``: a new activated address with no energy, as ``{"address"}``.
+- ``POST /advance {"blocks"}``: move the chain, providers acting on the way.
+
+Bad input answers 400 ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from energy_async.sandbox.faults import Fault
+from energy_async.sandbox.provider_core import Delivery
+from energy_async.sandbox.provider_http import PROVIDER_FAULTS
+from energy_async.sandbox.trongrid import TRONGRID_FAULTS
+
+if TYPE_CHECKING:
+    from energy_async.sandbox.server import Sandbox
+
+__all__ = ["build_admin_app"]
+
+_SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox")
+_MAX_BLOCKS = 10_000_000
+_Body = TypeVar("_Body", bound=msgspec.Struct)
+
+
+class _DeliveryChange(msgspec.Struct, forbid_unknown_fields=True):
+    provider: Literal["catfee", "mefree"]
+    delivery: Delivery
+    target: str | None = None
+    rate: float | None = None
+
+
+class _FaultChange(msgspec.Struct, forbid_unknown_fields=True):
+    service: Literal["catfee", "mefree", "trongrid"]
+    fault: Fault
+    times: int = 1
+    rate: float | None = None
+    endpoint: str = "any"
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class _Advance(msgspec.Struct, forbid_unknown_fields=True):
+    blocks: int
+
+
+class _BadInput(Exception):
+    pass
+
+
+def build_admin_app(sandbox: Sandbox) -> web.Application:
+    app = web.Application(middlewares=[_loopback_only])
+    app[_SANDBOX] = sandbox
+    app.router.add_get("/state", _state)
+    app.router.add_post("/delivery", _delivery)
+    app.router.add_post("/faults", _faults)
+    app.router.add_post("/targets", _targets)
+    app.router.add_post("/advance", _advance)
+    return app
+
+
+@web.middleware
+async def _loopback_only(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if not _is_loopback(request.remote):
+        return _reply({"error": "the sandbox admin answers loopback clients only"}, status=403)
+    try:
+        return await handler(request)
+    except _BadInput as error:
+        return _reply({"error": str(error)}, status=400)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def _reply(body: Any, *, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=msgspec.json.encode(body), content_type="application/json"
+    )
+
+
+async def _read(request: web.Request, kind: type[_Body]) -> _Body:
+    try:
+        return msgspec.json.decode(await request.read(), type=kind)
+    except msgspec.DecodeError as error:  # ValidationError included
+        raise _BadInput(str(error)) from None
+
+
+async def _state(request: web.Request) -> web.Response:
+    sandbox = request.app[_SANDBOX]
+    chain = sandbox.chain
+    state: dict[str, Any] = {
+        "head": chain.head(),
+        "solid_head": chain.solid_head(),
+        "chain_time": chain.clock.now(),
+        "total_energy_limit": chain.total_energy_limit,
+        "total_energy_weight": chain.total_energy_weight,
+    }
+    for name, sim in sandbox.providers.items():
+        counts = sim.charge_counts()
+        state[name] = {
+            "balance_sun": sim.balance_sun,
+            "total_charged_sun": sim.total_charged_sun,
+            "orders": len(sim.orders),
+            "charges": {key: count for key, count in counts.items() if key is not None},
+            "charges_without_id": counts.get(None, 0),
+            "requests": sim.control.count(),
+            "pool_address": sim.pool_address,
+        }
+    state["trongrid"] = {"requests": sandbox.trongrid.count()}
+    return _reply(state)
+
+
+async def _delivery(request: web.Request) -> web.Response:
+    change = await _read(request, _DeliveryChange)
+    plan = request.app[_SANDBOX].providers[change.provider].delivery
+    try:
+        if change.target is not None:
+            if not request.app[_SANDBOX].chain.is_valid_address(change.target):
+                raise _BadInput(f"not a TRON address: {change.target!r}")
+            plan.for_target(change.target, change.delivery)
+        elif change.rate is not None:
+            plan.set_rate(change.delivery, change.rate)
+        else:
+            plan.default = change.delivery
+    except ValueError as error:
+        raise _BadInput(str(error)) from None
+    return _reply({"ok": True})
+
+
+async def _faults(request: web.Request) -> web.Response:
+    change = await _read(request, _FaultChange)
+    sandbox = request.app[_SANDBOX]
+    if change.service == "trongrid":
+        control, allowed = sandbox.trongrid, TRONGRID_FAULTS
+    else:
+        control, allowed = sandbox.providers[change.service].control, PROVIDER_FAULTS
+    if change.fault not in allowed:
+        raise _BadInput(f"{change.service} never answers with {change.fault}")
+    try:
+        if change.rate is not None:
+            control.faults.set_rate(
+                change.fault, change.rate, endpoint=change.endpoint, **change.params
+            )
+        elif change.times >= 1:
+            control.faults.inject(
+                change.fault, times=change.times, endpoint=change.endpoint, **change.params
+            )
+        else:
+            raise _BadInput("times must be at least 1")
+    except ValueError as error:
+        raise _BadInput(str(error)) from None
+    return _reply({"ok": True})
+
+
+async def _targets(request: web.Request) -> web.Response:
+    return _reply({"address": request.app[_SANDBOX].new_target()})
+
+
+async def _advance(request: web.Request) -> web.Response:
+    advance = await _read(request, _Advance)
+    if not 0 <= advance.blocks <= _MAX_BLOCKS:
+        raise _BadInput(f"blocks must be 0 to {_MAX_BLOCKS}")
+    sandbox = request.app[_SANDBOX]
+    sandbox.advance_blocks(advance.blocks)
+    return _reply({"head": sandbox.chain.head()})

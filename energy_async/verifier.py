@@ -59,6 +59,8 @@ RATE_WITHOUT_KEY: Final = 3.0  # keyless limits are dynamic and end in a 30 s bl
 
 _THROTTLE_STATUSES = frozenset({403, 429, 503})
 _BUSY_MARKER = "lack of computing resources"
+# TronGrid's throttle texts (tron.md §3); a body carrying one is throttling whatever the status.
+_THROTTLE_MARKERS = ("exceeds the frequency limit", "Exceed the user daily usage")
 _DELEGATE_TYPES = frozenset({"DelegateResourceContract", "UnDelegateResourceContract"})
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _SHOWN_CHARS = 200
@@ -411,7 +413,14 @@ def _decode(decoder: msgspec.json.Decoder[_T], content: bytes, path: str) -> _T:
         ) from None
 
 
-def _node_error(message: str, path: str, *, http_status: int) -> NodeError:
+def _node_error(message: str, path: str, *, http_status: int) -> NodeError | RateLimited:
+    if any(marker in message for marker in _THROTTLE_MARKERS):
+        return RateLimited(
+            "TronGrid throttled the request",
+            http_status=http_status,
+            provider_message=_shown(message),
+            path=path,
+        )
     busy = _BUSY_MARKER in message
     return NodeError(
         "TronGrid node is busy" if busy else "TronGrid node answered an error",
@@ -471,7 +480,9 @@ def _delegation_from(
         else None
     )
     contract_ret = tx.ret[0].contract_ret if tx.ret else None
-    failed = info.result == "FAILED" or contract_ret not in (None, "SUCCESS")
+    bad_ret = contract_ret not in (None, "SUCCESS")
+    failed = info.result == "FAILED" or bad_ret
+    fail_message = info.fail_message or (f"contractRet {contract_ret}" if bad_ret else None)
     return DelegationTx(
         txid=txid,
         found=tx.tx_id is not None or info.block_number is not None,
@@ -488,7 +499,7 @@ def _delegation_from(
         block_time_ms=info.block_time_ms,
         solid=solid,
         failed=failed,
-        fail_message=_shown(info.fail_message) if info.fail_message else None,
+        fail_message=_shown(fail_message) if fail_message else None,
     )
 
 

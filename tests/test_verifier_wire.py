@@ -536,3 +536,27 @@ async def test_timeout_is_network_error(trongrid: FakeTronGrid) -> None:
     async with verifier(trongrid, total_timeout=0.05, retry=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises(NetworkError, match="timed out"):
             await client.snapshot(TARGET)
+
+
+async def test_throttle_text_in_a_200_is_throttling(trongrid: FakeTronGrid) -> None:
+    # tron.md §3: full-node paths carry {"Error": "The key exceeds the frequency limit(...)"}.
+    throttled = Reply(b'{"Error": "The key exceeds the frequency limit(15), suspended for 30s"}')
+    trongrid.on("/wallet/getaccountresource", throttled, Reply(b"{}"))
+    async with verifier(trongrid) as client:
+        assert not (await client.snapshot(TARGET)).exists
+    trongrid.on("/wallet/getaccountresource", throttled)
+    async with verifier(trongrid) as client:
+        with pytest.raises(RateLimited) as caught:
+            await client.snapshot(TARGET)
+    assert caught.value.attempts == 3 and caught.value.http_status == 200
+
+
+async def test_non_success_contract_ret_is_a_failure(trongrid: FakeTronGrid) -> None:
+    body = json.loads(fixture("gettransactionbyid_bandwidth_delegation.json"))
+    body["ret"] = [{"contractRet": "OUT_OF_ENERGY"}]
+    trongrid.on("/wallet/gettransactionbyid", Reply(json.dumps(body).encode()))
+    trongrid.on("/wallet/gettransactioninfobyid", Reply(b"{}"))
+    async with verifier(trongrid) as client:
+        tx = await client.delegation(WALLET_CLI_TXID)
+    assert tx.failed and tx.fail_message == "contractRet OUT_OF_ENERGY"
+    assert tx.contract_ret == "OUT_OF_ENERGY"

@@ -560,3 +560,23 @@ async def test_non_success_contract_ret_is_a_failure(trongrid: FakeTronGrid) -> 
         tx = await client.delegation(WALLET_CLI_TXID)
     assert tx.failed and tx.fail_message == "contractRet OUT_OF_ENERGY"
     assert tx.contract_ret == "OUT_OF_ENERGY"
+
+
+async def test_used_without_async_with_and_traced(trongrid: FakeTronGrid) -> None:
+    trongrid.on("/wallet/getaccountresource", Reply(b"{}"))
+    started: list[str] = []
+
+    async def on_start(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        started.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    client = verifier(trongrid, trace_configs=[trace])
+    await client.snapshot(TARGET)  # opens its session lazily
+    await client.aclose()
+    await client.aclose()  # idempotent
+    assert started == ["/wallet/getaccountresource"]
+    with pytest.raises(ConfigurationError, match="closed"):
+        await client.snapshot(TARGET)

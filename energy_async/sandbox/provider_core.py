@@ -285,11 +285,7 @@ class ProviderSim:
             return Refusal.INSUFFICIENT_BALANCE
         if activation:
             self.chain.activate(receiver)
-            self._consumed["activate"] += activation
-        self.balance_sun -= price_sun + activation
-        self.total_charged_sun += price_sun + activation
-        self._charges[client_order_id] += 1
-        self._consumed[category] += price_sun
+        cost = price_sun + activation
         head = self.chain.head()
         now_ms = int(self.chain.clock.now() * 1000)
         order = SimOrder(
@@ -305,10 +301,16 @@ class ProviderSim:
             expires_ms=now_ms + seconds * 1000,
             price_sun=price_sun,
             activation_sun=activation,
-            balance_after=self.balance_sun,
+            balance_after=self.balance_sun - cost,
             staked_sun=self.sun_for(quantity),
         )
+        # Broadcast before charging: should the chain reject it, nothing was bought.
         order.delegate_hash = self._delegate(order)
+        self.balance_sun -= cost
+        self.total_charged_sun += cost
+        self._charges[client_order_id] += 1
+        self._consumed[category] += price_sun
+        self._consumed["activate"] += activation
         self._orders[order.key] = order
         if client_order_id is not None:
             self._by_client_id[client_order_id] = order

@@ -98,18 +98,14 @@ def build_provider_app(
     return app
 
 
-def envelope(
-    data: Any = None, *, code: int = 0, msg: str = "success", sub_code: str = "", sub_msg: str = ""
-) -> web.Response:
-    body = {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg, "data": data}
-    return _json(200, body)
+def envelope(data: Any) -> web.Response:
+    """A success: HTTP 200, ``code`` 0, the answer in ``data``."""
+    return _json(200, {"code": 0, "msg": "success", "sub_code": "", "sub_msg": "", "data": data})
 
 
 def refuse(refusal: Refusal, detail: str = "") -> web.Response:
     """A business refusal: HTTP 200, ``code != 0``, the cause in ``sub_code``."""
-    return envelope(
-        code=refusal.code, msg=refusal.message, sub_code=refusal.name, sub_msg=detail or ""
-    )
+    return _failure(200, refusal.code, refusal.message, refusal.name, detail)
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -263,10 +259,9 @@ def _parse_timestamp(stamp: str) -> float | None:
     if not _TIMESTAMP.fullmatch(stamp):
         return None
     try:
-        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    except ValueError:
+        return datetime.fromisoformat(stamp[:-1] + "+00:00").timestamp()
+    except ValueError:  # a day or hour that does not exist
         return None
-    return moment.timestamp()
 
 
 async def _not_found(request: web.Request) -> web.Response:

@@ -440,6 +440,22 @@ async def test_insufficient_balance_is_refused_and_free(world: World) -> None:
     assert sim.charges("poor") == 1
 
 
+async def test_a_delegation_the_chain_rejects_charges_nothing(world: World) -> None:
+    sim = world.catfee.sim
+    sim.pool_address = world.chain.new_account(energy_stake_sun=TRX)  # an almost empty pool
+    with pytest.raises(ValueError, match="delegateBalance"):
+        sim.place(
+            client_order_id="empty-pool",
+            receiver=world.target(),
+            quantity=65_000,
+            term=60,
+            seconds=3600,
+            price_sun=1,
+            category="hour",
+        )
+    assert sim.charges("empty-pool") == 0 and sim.total_charged_sun == 0 and not sim.orders
+
+
 async def test_unknown_order_and_unknown_path(world: World) -> None:
     missing = await world.catfee.call("GET", "/v1/order/00000000-0000-4000-8000-000000000000")
     assert missing.status == 200 and missing.json["sub_code"] == "ORDER_NOT_FOUND"

@@ -225,7 +225,7 @@ async def _batch(args: argparse.Namespace) -> int:
 async def _run_batch(
     args: argparse.Namespace, coordinator: Coordinator, guard: SpendGuard | None
 ) -> int:
-    from energy_async.batchfile import problems_text, read_requests
+    from energy_async.batchfile import RowProblem, problems_text, read_requests
     from energy_async.journal import Journal
 
     journal = None
@@ -249,7 +249,7 @@ async def _run_batch(
 
         prepare = coordinator.session.prepare
         total = 0
-        problems = []
+        problems: list[RowProblem] = []
         problem_count = 0
         for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
             if isinstance(item, OrderRequest):

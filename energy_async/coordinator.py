@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from energy_async._http import CallMeter
+from energy_async.energy import delivery_tolerance, energy_for_sun
 from energy_async.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -40,7 +41,6 @@ from energy_async.models import (
     Verdict,
 )
 from energy_async.verdict import ChainFinding, ProviderFinding, decide, provider_finding
-from energy_async.energy import delivery_tolerance, energy_for_sun
 
 if TYPE_CHECKING:
     from energy_async.batch import BatchRun, SpendGuard
@@ -416,8 +416,11 @@ class Coordinator:
         ) or self._named_tx_delivers_nothing(watch)
         verdict = decide(provider, chain, final=final, grace_over=grace_over)
         if verdict is Verdict.DELIVERED:
-            if provider is ProviderFinding.PENDING:
-                watch.note("the chain shows the delegation before the provider confirms it")
+            if provider is ProviderFinding.PENDING and watch.order is not None:
+                watch.note(
+                    "on chain before the provider confirmed it (provider status "
+                    f"{watch.order.status}/{watch.order.confirm_status})"
+                )
             elif provider is ProviderFinding.FAILED:
                 watch.note("contradiction: the provider reports failure, the chain shows delivery")
         return verdict

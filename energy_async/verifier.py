@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final, Self, TypeVar
 import aiohttp
 import anyio
 import msgspec
+from yarl import URL
 
 from energy_async import _http
 from energy_async.address import to_base58, validate_address
@@ -56,6 +57,7 @@ API_KEY_ENV: Final = "TRONGRID_API_KEY"
 API_KEY_HEADER: Final = "TRON-PRO-API-KEY"
 RATE_WITH_KEY: Final = 15.0  # TronGrid's documented per-key QPS (older page; newer says 20)
 RATE_WITHOUT_KEY: Final = 3.0  # keyless limits are dynamic and end in a 30 s block: stay low
+RATE_LOOPBACK: Final = 1000.0  # a node of your own (or the sandbox) has no TronGrid quota
 
 _THROTTLE_STATUSES = frozenset({403, 429, 503})
 _BUSY_MARKER = "lack of computing resources"
@@ -173,12 +175,19 @@ def _shared_limiter(base_url: str, api_key: str | None, rate: float) -> _http.Ra
     return limiter
 
 
+def _default_rate(base_url: str, has_key: bool) -> float:
+    if _http.is_loopback_host(URL(base_url).host or ""):
+        return RATE_LOOPBACK
+    return RATE_WITH_KEY if has_key else RATE_WITHOUT_KEY
+
+
 class Verifier:
     """A TronGrid client for delivery checks; use it as ``async with Verifier() as verifier``.
 
     ``api_key`` defaults to the ``TRONGRID_API_KEY`` environment variable (pass ``""`` to send
     none). ``rate_limit`` is requests per second, shared by every Verifier with the same base
-    URL, key and rate. A ``session`` you pass is used as is and never closed here.
+    URL, key and rate (default: 15 with a key, 3 without, 1000 for a loopback node). A
+    ``session`` you pass is used as is and never closed here.
     """
 
     def __init__(
@@ -204,7 +213,7 @@ class Verifier:
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if key:
             self._headers[API_KEY_HEADER] = key
-        rate = rate_limit if rate_limit is not None else RATE_WITH_KEY if key else RATE_WITHOUT_KEY
+        rate = rate_limit if rate_limit is not None else _default_rate(self.base_url, bool(key))
         self._limiter = _shared_limiter(self.base_url, key or None, rate)
         self._retry = retry or _http.RetryPolicy()
         self._timeout = aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout)

@@ -7,6 +7,7 @@ provider did and asserts exactly what the client sent.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -295,16 +296,17 @@ def test_repr_shows_no_secret() -> None:
 # --- the clock ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5, 0.75, 0.999])
 @pytest.mark.parametrize(
-    ("ahead", "expected"), [(30.0, 30.0), (-30.0, -30.0), (0.0, 0.0), (0.6, 0.0), (-7.0, -7.0)]
+    ("ahead", "expected"), [(30.0, 30.0), (-30.0, -30.0), (-7.0, -7.0), (0.0, 0.0), (0.4, 0.0)]
 )
-def test_clock_offset_from_date(ahead: float, expected: float) -> None:
+def test_clock_offset_from_date(fraction: float, ahead: float, expected: float) -> None:
+    """``Date`` truncates to the second: the estimate is within 0.5 s, and 0 when close."""
     clock = _ServerClock()
-    now = time.time()
-    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + ahead))
-    clock.observe(date, now)
-    assert abs(clock.offset - expected) <= 1.0
-    assert expected == 0.0 or clock.offset != 0.0
+    now = 1_700_000_000 + fraction
+    clock.observe(email.utils.formatdate(now + ahead, usegmt=True), now)
+    assert abs(clock.offset - expected) <= 0.5 + 1e-6
+    assert (clock.offset == 0.0) == (expected == 0.0)
 
 
 @pytest.mark.parametrize("date", [None, "", "yesterday", "Mon, 99 Foo 2024 99:99:99 GMT"])

@@ -32,7 +32,15 @@ from energy_async.errors import (
     ProviderError,
     RequestRejected,
 )
-from energy_async.models import Account, Order, OrderRequest, Quote
+from energy_async.models import (
+    Account,
+    ActivateStatus,
+    ConfirmStatus,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Quote,
+)
 
 __all__ = [
     "MAX_ENERGY",
@@ -326,6 +334,25 @@ def duration_from_minutes(minutes: int | None) -> str | None:
     if minutes and minutes % 60 == 0:
         return f"{minutes // 60}h"
     return f"{minutes}m"
+
+
+_ORDER_STATUSES = {member.value: member for member in OrderStatus}
+_CONFIRM_STATUSES = {member.value: member for member in ConfirmStatus}
+_ACTIVATE_STATUSES = {member.value: member for member in ActivateStatus}
+
+
+def statuses(
+    status: str | None, confirm_status: str | None, activate_status: str | None
+) -> tuple[OrderStatus, ConfirmStatus, ActivateStatus]:
+    """The three status strings as enums; a value added tomorrow reads as UNKNOWN.
+
+    The same rule as ``OrderStatus.parse``, by table lookup: it runs for every order read.
+    """
+    return (
+        _ORDER_STATUSES.get(status or "", OrderStatus.UNKNOWN),
+        _CONFIRM_STATUSES.get(confirm_status or "", ConfirmStatus.UNKNOWN),
+        _ACTIVATE_STATUSES.get(activate_status or "", ActivateStatus.UNKNOWN),
+    )
 
 
 def ms_or_none(value: int | None) -> int | None:

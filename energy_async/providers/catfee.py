@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import msgspec
 
-from energy_async.models import (
-    Account,
-    ActivateStatus,
-    ConfirmStatus,
-    Order,
-    OrderRequest,
-    OrderStatus,
-)
-from energy_async.providers._base import Provider, convert, duration_from_minutes
+from energy_async.models import Account, Order, OrderRequest
+from energy_async.providers._base import Provider, convert, duration_from_minutes, statuses
 
 __all__ = ["CATFEE_MAINNET_URL", "CATFEE_NILE_URL", "CatFee"]
 
@@ -69,6 +62,9 @@ class CatFee(Provider):
 
     def parse_order(self, data: Any, request: OrderRequest | None = None) -> Order:
         order = convert(data, _Order, "catfee order")
+        status, confirm_status, activate_status = statuses(
+            order.status, order.confirm_status, order.activate_status
+        )
         return Order(
             provider=self.name,
             id=order.id,
@@ -76,9 +72,9 @@ class CatFee(Provider):
             target=order.receiver or (request.target if request else ""),
             energy=order.quantity,
             duration=duration_from_minutes(order.duration),
-            status=cast(OrderStatus, OrderStatus.parse(order.status)),
-            confirm_status=cast(ConfirmStatus, ConfirmStatus.parse(order.confirm_status)),
-            activate_status=cast(ActivateStatus, ActivateStatus.parse(order.activate_status)),
+            status=status,
+            confirm_status=confirm_status,
+            activate_status=activate_status,
             delegate_hash=order.delegate_hash or None,
             cost_sun=order.pay_amount_sun,
             activation_cost_sun=order.activate_amount_sun,

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import msgspec
 
-from energy_async.models import (
-    Account,
-    ActivateStatus,
-    ConfirmStatus,
-    Order,
-    OrderRequest,
-    OrderStatus,
-)
-from energy_async.providers._base import Provider, convert, ms_or_none
+from energy_async.models import Account, Order, OrderRequest
+from energy_async.providers._base import Provider, convert, ms_or_none, statuses
 
 __all__ = ["MEFREE_MAINNET_URL", "Mefree"]
 
@@ -77,6 +70,9 @@ class Mefree(Provider):
 
     def parse_order(self, data: Any, request: OrderRequest | None = None) -> Order:
         order = convert(data, _Order, "mefree order")
+        status, confirm_status, activate_status = statuses(
+            order.status, order.confirm_status, order.activate_status
+        )
         period = order.energy_period
         return Order(
             provider=self.name,
@@ -86,9 +82,9 @@ class Mefree(Provider):
             energy=order.energy_quantity,
             transfers=request.transfers if request else None,
             duration=_DURATION_OF_PERIOD.get(period) if period is not None else None,
-            status=cast(OrderStatus, OrderStatus.parse(order.status)),
-            confirm_status=cast(ConfirmStatus, ConfirmStatus.parse(order.confirm_status)),
-            activate_status=cast(ActivateStatus, ActivateStatus.parse(order.activate_status)),
+            status=status,
+            confirm_status=confirm_status,
+            activate_status=activate_status,
             delegate_hash=order.delegate_hash or None,
             cost_sun=order.amount_sun,
             created_at_ms=ms_or_none(order.timestamp),

@@ -64,7 +64,9 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX entries_unsettled ON entries (seq) WHERE state != 'SETTLED'",
-    "CREATE INDEX entries_sent ON entries (sent_at) WHERE sent_at IS NOT NULL",
+    # Covers spent(), so spend guards never read the (large) rows.
+    "CREATE INDEX entries_sent ON entries (sent_at, provider, energy, sun)"
+    " WHERE sent_at IS NOT NULL",
 )
 _SCHEMA_OBJECTS = frozenset(
     {("table", "entries"), ("index", "entries_unsettled"), ("index", "entries_sent")}
@@ -209,7 +211,7 @@ class Journal:
         return await self._write(op)
 
     async def mark_sent(self, client_order_id: str) -> None:
-        """Record that the create is about to be sent; returns once that is on disk.
+        """Record that the create is about to be sent; returns only once that is committed.
 
         Marking an order sent again (a resend on resume) keeps its first ``sent_at``. A settled
         order raises `JournalError`: sending it again could buy it twice.
@@ -230,7 +232,7 @@ class Journal:
         await self._write(op)
 
     async def record_order(self, client_order_id: str, order: Order) -> None:
-        """Record the provider's order (state ORDERED unless already settled)."""
+        """Record the provider's order: ORDERED (unless settled), and sent if it was not."""
         _check_belongs(client_order_id, order.client_order_id, "order")
 
         def op(db: sqlite3.Connection, now: float) -> None:
@@ -402,8 +404,7 @@ class Journal:
                 db.execute("RELEASE write")
             db.execute("COMMIT")
         except (sqlite3.Error, JournalError) as error:
-            failure = self._wrap(error)
-            outcomes = [(None, failure)] * len(batch)
+            outcomes = [(None, self._wrap(error)) for _ in batch]  # one error per waiter
             if self._connection is not None and self._connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # the failure is reported already
                     self._connection.execute("ROLLBACK")

@@ -8,14 +8,17 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
+from energy_async import journal as journal_module
 from energy_async.errors import InvalidOrder, JournalError
 from energy_async.journal import APPLICATION_ID, EntryState, Journal, JournalEntry
 from energy_async.models import (
@@ -421,6 +424,42 @@ async def test_cancelled_writers_leave_every_acknowledged_write_on_disk(path: Pa
     assert all(states[cid] is EntryState.SENT for cid in acknowledged)
     assert states["order-299"] is EntryState.SENT
     assert set(states.values()) <= {EntryState.INTENDED, EntryState.SENT}
+
+
+async def test_a_write_cancelled_before_its_commit_never_lands(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await journal.record_intents("catfee", requests(2))
+    committing, release = threading.Event(), threading.Event()
+    insert = journal_module._insert_intents
+
+    def slow_insert(*args: Any) -> int:  # a commit held open, as on a slow disk
+        committing.set()
+        release.wait(10)
+        return insert(*args)
+
+    monkeypatch.setattr(journal_module, "_insert_intents", slow_insert)
+    waiting = anyio.CancelScope()
+
+    async def send() -> None:
+        with waiting:
+            await journal.mark_sent("order-0")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(journal.record_intents, "catfee", [request(2)])
+        await anyio.to_thread.run_sync(committing.wait, 10)
+        group.start_soon(send)
+        await anyio.wait_all_tasks_blocked()  # send() is queued behind the commit
+        waiting.cancel()
+        release.set()
+
+    await journal.mark_sent("order-1")  # the next commit must not carry the cancelled write
+    states = {e.client_order_id: e.state async for e in journal.iter_entries()}
+    assert states == {
+        "order-0": EntryState.INTENDED,
+        "order-1": EntryState.SENT,
+        "order-2": EntryState.INTENDED,
+    }
 
 
 async def test_closing_twice_is_fine_and_use_after_close_is_refused(path: Path) -> None:

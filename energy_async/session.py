@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, NoReturn, Self, TypeVar
 
 import aiohttp
 import anyio
@@ -348,7 +348,9 @@ class ProviderSession:
                 return await self._attempt(call, parse, meter, attempts)
             except _ClockRejected as exc:
                 if resynced:
-                    raise AuthenticationError(exc.message, **exc.context()) from None
+                    refused = AuthenticationError(exc.message, **exc.context())
+                    refused.__suppress_context__ = True  # the private class is no news
+                    self._give_up(refused, call, client_order_id, maybe_sent)
                 # A 401 charged nothing, and its Date has just corrected our clock: once more.
                 resynced = True
                 log.info(
@@ -358,6 +360,9 @@ class ProviderSession:
                     self._clock.offset,
                 )
                 continue
+            except AuthenticationError as exc:
+                # Refused before the provider looked the id up: an earlier attempt may stand.
+                self._give_up(exc, call, client_order_id, maybe_sent)
             except RateLimited as exc:
                 error: EnergyError = exc
                 retry_after = exc.retry_after
@@ -366,7 +371,7 @@ class ProviderSession:
             except BadResponse as exc:
                 redirect = exc.http_status is not None and 300 <= exc.http_status < 400
                 if client_order_id is None or redirect:
-                    raise
+                    self._give_up(exc, call, client_order_id, maybe_sent)
                 # A garbled answer to a create may hide a charge: replaying the same id reads it.
                 error, maybe_sent = exc, True
             except _NOT_SENT as exc:
@@ -386,14 +391,7 @@ class ProviderSession:
                 else None
             )
             if delay is None:
-                if client_order_id is not None and maybe_sent:
-                    raise OutcomeUnknown(
-                        f"the order may or may not have been placed (last: {error.message}); "
-                        "place it again with the same client_order_id to settle it",
-                        client_order_id=client_order_id,
-                        **self._context(call, attempts),
-                    ) from error
-                raise error
+                self._give_up(error, call, client_order_id, maybe_sent)
             log.info(
                 "%s %s attempt %d failed (%s); retrying in %.2f s%s",
                 self._provider.name,
@@ -404,6 +402,20 @@ class ProviderSession:
                 " with the same client_order_id" if client_order_id else "",
             )
             await anyio.sleep(delay)
+
+    def _give_up(
+        self, error: EnergyError, call: _Call, client_order_id: str | None, maybe_sent: bool
+    ) -> NoReturn:
+        """Stop with ``error``; but for a create that may have reached the provider, the last
+        error does not say whether an earlier attempt bought it: the outcome is unknown."""
+        if client_order_id is None or not maybe_sent:
+            raise error
+        raise OutcomeUnknown(
+            f"the order may or may not have been placed (last: {error.message}); "
+            "place it again with the same client_order_id to settle it",
+            client_order_id=client_order_id,
+            **self._context(call, error.attempts),
+        ) from error
 
     async def _attempt(
         self, call: _Call, parse: Callable[[Any], T], meter: CallMeter | None, attempts: int

@@ -197,6 +197,19 @@ async def test_create_that_never_connected_is_a_network_error_not_unknown() -> N
     assert caught.value.attempts == 4 and "could not connect" in caught.value.message
 
 
+async def test_a_replay_refused_before_the_id_is_looked_up_leaves_the_outcome_unknown() -> None:
+    refusal = {"code": 2, "msg": "Invalid API Key", "data": None}
+    script = Script([lambda: status(502), lambda: web.json_response(refusal, status=401)])
+    async with serve(script) as url, session_for(url) as session:
+        with pytest.raises(OutcomeUnknown) as caught:
+            await session.create_order(target=TARGET, energy=65_000, client_order_id="c-7")
+        with pytest.raises(AuthenticationError):  # nothing may have been bought: the refusal
+            await session.create_order(target=TARGET, energy=65_000)
+    assert caught.value.client_order_id == "c-7" and caught.value.attempts == 2
+    assert type(caught.value.__cause__) is AuthenticationError
+    assert len(script.requests) == 3
+
+
 async def test_a_replay_for_another_order_is_a_duplicate_not_a_purchase() -> None:
     earlier = {**ORDER, "client_order_id": "reused", "quantity": 90_000}
     script = Script([lambda: ok(earlier)])

@@ -285,8 +285,12 @@ class Coordinator:
     async def _watch(self, watch: _Watch, ends_at: float, journal: Journal | None) -> Verdict:
         interval = self.poll.initial_interval
         while True:
-            await self._poll_provider(watch, journal)
-            await self._poll_chain(watch)
+            # Each look is bounded by the deadline: a replay going through the session's own
+            # retries must not carry the order past the time the caller gave it.
+            with anyio.move_on_after(max(ends_at - anyio.current_time(), 0.0)):
+                await self._poll_provider(watch, journal)
+            with anyio.move_on_after(max(ends_at - anyio.current_time(), 0.0)):
+                await self._poll_chain(watch)
             now = anyio.current_time()
             final = now >= ends_at or self._budget_spent(watch)
             verdict = self._decide(watch, final=final, now=now)
@@ -353,8 +357,14 @@ class Coordinator:
                 await self._snapshot_after(watch)
                 return
             if not self._tx_settled(watch.tx):
+                seen_before = watch.tx is not None and watch.tx.found
                 watch.tx = await self.verifier.delegation(delegate_hash, meter=meter)
                 watch.chain_answered = True
+                if seen_before and not watch.tx.found:
+                    watch.note(
+                        "the delegation tx was seen pending, then vanished: it expired "
+                        "without landing (or a lagging node answered)"
+                    )
                 if watch.tx.in_block and watch.evidence.included_at is None:
                     watch.evidence.included_at = time.time()
             tx = watch.tx

@@ -342,10 +342,10 @@ async def test_throttle_error_does_not_carry_the_key(trongrid: FakeTronGrid) -> 
     assert caught.value.provider_message == "frequency limit"
 
 
-async def test_default_rate_is_low_without_a_key(trongrid: FakeTronGrid) -> None:
+async def test_verifiers_on_one_url_and_key_share_one_rate_bucket(trongrid: FakeTronGrid) -> None:
     trongrid.on("/wallet/getaccountresource", Reply(b"{}"))
     # Three verifiers on one URL and key share one bucket: 3/s, burst 3.
-    clients = [Verifier(trongrid.url, api_key="") for _ in range(3)]
+    clients = [Verifier(trongrid.url, api_key="", rate_limit=3.0) for _ in range(3)]
     started = time.monotonic()
     for client in clients:
         async with client:
@@ -354,6 +354,22 @@ async def test_default_rate_is_low_without_a_key(trongrid: FakeTronGrid) -> None
     elapsed = time.monotonic() - started
     assert trongrid.count("/wallet/getaccountresource") == 6
     assert elapsed >= 0.9  # 3 burst tokens, then 3 more at 3/s
+
+
+def test_default_rate_is_low_without_a_key_and_unthrottled_only_on_loopback() -> None:
+    from energy_async.verifier import (
+        RATE_LOOPBACK,
+        RATE_WITH_KEY,
+        RATE_WITHOUT_KEY,
+        _default_rate,
+    )
+
+    assert _default_rate("https://api.trongrid.io", has_key=False) == RATE_WITHOUT_KEY == 3.0
+    assert _default_rate("https://api.trongrid.io", has_key=True) == RATE_WITH_KEY
+    assert _default_rate("https://nile.trongrid.io", has_key=False) == RATE_WITHOUT_KEY
+    # A node of your own on this machine (or the sandbox) has no TronGrid quota.
+    assert _default_rate("http://127.0.0.1:8090", has_key=False) == RATE_LOOPBACK
+    assert _default_rate("http://localhost:8090", has_key=True) == RATE_LOOPBACK
 
 
 async def test_user_session_is_used_and_left_open(trongrid: FakeTronGrid) -> None:

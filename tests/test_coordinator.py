@@ -1,0 +1,334 @@
+"""Every cell of the verdict table and every attribution case, through the Python API.
+
+The providers and the chain are the sandbox's, implemented from the documentation; the test
+only stages what happens (a delivery behaviour, a fault, a chain event at an exact block) and
+checks the verdict, the evidence and the charges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from energy_async import DeliveryResult, Verdict
+from energy_async.energy import delivery_tolerance
+from energy_async.sandbox import Delivery, Fault
+from tests.coordination import Stage, stage, tick_after_create
+
+pytestmark = pytest.mark.anyio
+
+ENERGY = 65_000
+
+
+async def buy(
+    st: Stage,
+    target: str,
+    *,
+    provider: str = "catfee",
+    hook: Callable[[], None] | None = None,
+    deadline: float = 3.0,
+    **order: object,
+) -> DeliveryResult:
+    result: DeliveryResult | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(tick_after_create, st.sandbox, st.sim(provider), hook)
+        result = await st.coordinator(provider).buy(
+            target=target, energy=ENERGY, duration="1h", deadline=deadline, **order
+        )
+        group.cancel_scope.cancel()
+    assert result is not None
+    return result
+
+
+def charged_once(st: Stage, result: DeliveryResult, provider: str = "catfee") -> None:
+    assert st.sim(provider).charges(result.client_order_id) == 1
+
+
+# --- provider says DELEGATION_CONFIRMED --------------------------------------------------------
+
+
+async def test_confirmed_and_full_energy_is_delivered() -> None:
+    from energy_async import PollPolicy
+
+    # require_solid keeps watching long enough for the provider's confirmation to arrive.
+    async with stage(
+        PollPolicy(initial_interval=0.01, max_interval=0.05, require_solid=True)
+    ) as st:
+        target = st.sandbox.new_target()
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    assert result.order is not None
+    assert result.order.confirm_status == "DELEGATION_CONFIRMED"
+    evidence = result.evidence
+    assert evidence.delegation is not None and evidence.delegation.solid
+    assert evidence.delegation.receiver == target
+    assert evidence.delegation.resource == "ENERGY"
+    assert evidence.energy_before == 0
+    assert evidence.attributed_energy is not None and evidence.attributed_energy >= ENERGY
+    assert evidence.energy_after == evidence.energy_before + evidence.attributed_energy
+    assert evidence.delegated_resource is not None
+    assert evidence.delegated_resource.energy_sun == evidence.delegation.balance_sun
+    statuses = [change.confirm_status for change in evidence.status_history]
+    assert statuses[0] == "UNCONFIRMED" and statuses[-1] == "DELEGATION_CONFIRMED"
+    assert evidence.trongrid_calls > 0 and evidence.provider_calls > 0
+    assert evidence.started_at <= evidence.ordered_at <= evidence.settled_at  # type: ignore[operator]
+    charged_once(st, result)
+
+
+async def test_confirmed_but_only_half_delegated_is_under_delivered() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.PARTIAL)
+        result = await buy(st, target)
+    assert result.verdict is Verdict.UNDER_DELIVERED
+    attributed = result.evidence.attributed_energy
+    assert attributed is not None and ENERGY * 0.45 < attributed < ENERGY * 0.55
+    charged_once(st, result)
+
+
+async def test_confirmed_without_delegating_is_provider_mismatch() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.mefree.delivery.for_target(target, Delivery.CLAIM_WITHOUT_DELEGATING)
+        result = await buy(st, target, provider="mefree")
+    assert result.verdict is Verdict.PROVIDER_MISMATCH
+    assert result.order is not None and result.order.confirm_status == "DELEGATION_CONFIRMED"
+    assert result.evidence.delegation is not None and not result.evidence.delegation.found
+    assert result.evidence.energy_after == result.evidence.energy_before == 0
+    charged_once(st, result, "mefree")
+
+
+async def test_delegation_to_another_receiver_is_provider_mismatch() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.WRONG_RECEIVER)
+        result = await buy(st, target)
+    assert result.verdict is Verdict.PROVIDER_MISMATCH
+    tx = result.evidence.delegation
+    assert tx is not None and tx.in_block and tx.receiver != target
+    assert any("not to the target" in note for note in result.evidence.notes)
+
+
+# --- provider still pending --------------------------------------------------------------------
+
+
+async def test_pending_provider_with_full_energy_on_chain_is_delivered_and_noted() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.PROVIDER_LAG)
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    assert result.order is not None and result.order.status == "PAYMENT_SUCCESS"
+    assert any("before the provider confirmed" in note for note in result.evidence.notes)
+    assert any("EnergyLimit delta only" in note for note in result.evidence.notes)
+
+
+async def test_pending_provider_with_part_on_chain_is_under_delivered_at_the_deadline() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        sim = st.sandbox.catfee
+        sim.delivery.for_target(target, Delivery.PROVIDER_LAG)
+        weight = st.sandbox.chain.total_energy_weight
+        # The network doubles its stake between the provider's quote and the next block:
+        # the delegated TRX is now worth half the energy ordered.
+        result = await buy(
+            st,
+            target,
+            hook=lambda: st.sandbox.chain.set_total_energy_weight(weight * 2),
+            deadline=1.0,
+        )
+    assert result.verdict is Verdict.UNDER_DELIVERED
+    assert "settled at the deadline" in result.evidence.notes
+
+
+async def test_broadcast_that_never_lands_is_not_delivered_at_the_deadline() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.NEVER_LANDS)
+        result = await buy(st, target, deadline=1.0)
+    assert result.verdict is Verdict.NOT_DELIVERED
+    tx = result.evidence.delegation
+    assert tx is not None and not tx.in_block
+    # Seen pending, then gone once it expired (60 s of chain time) without landing.
+    assert any("seen pending, then vanished" in note for note in result.evidence.notes)
+    assert result.evidence.energy_after == 0
+    charged_once(st, result)
+
+
+# --- provider refused or failed ----------------------------------------------------------------
+
+
+async def test_refusal_is_rejected_and_nothing_is_charged() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.REFUSE)
+        result = await st.catfee.buy(target=target, energy=ENERGY, deadline=2.0)
+    assert result.verdict is Verdict.REJECTED
+    assert result.order is None
+    assert result.error is not None and "insufficient balance" in result.error.lower()
+    assert st.sandbox.catfee.charges(result.client_order_id) == 0
+    assert st.sandbox.catfee.total_charged_sun == 0
+
+
+async def test_failed_provider_with_full_energy_on_chain_is_delivered_as_contradiction() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.FAIL_BUT_DELEGATED)
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    assert any("contradiction" in note for note in result.evidence.notes)
+
+
+async def test_failed_provider_with_part_on_chain_is_under_delivered() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.FAIL_BUT_DELEGATED)
+        weight = st.sandbox.chain.total_energy_weight
+        result = await buy(
+            st, target, hook=lambda: st.sandbox.chain.set_total_energy_weight(weight * 2)
+        )
+    assert result.verdict is Verdict.UNDER_DELIVERED
+    assert result.order is not None and result.order.status == "DELEGATE_FAIL"
+
+
+# --- provider unreachable -----------------------------------------------------------------------
+
+
+def lose_every_provider_answer(st: Stage, provider: str = "catfee") -> None:
+    """Every request takes effect (the first create charges) and every answer is lost."""
+    st.sim(provider).control.faults.inject(Fault.LOST_RESPONSE, times=10_000)
+
+
+async def test_unreachable_provider_with_full_energy_on_chain_is_delivered() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        lose_every_provider_answer(st)
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    assert result.order is None
+    assert any("EnergyLimit delta only" in note for note in result.evidence.notes)
+    charged_once(st, result)  # every replay was de-duplicated by client_order_id
+
+
+async def test_unreachable_provider_with_part_on_chain_is_under_delivered() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.PARTIAL)
+        lose_every_provider_answer(st)
+        result = await buy(st, target, deadline=1.0)
+    assert result.verdict is Verdict.UNDER_DELIVERED
+    charged_once(st, result)
+
+
+async def test_provider_and_chain_unreachable_is_unknown_and_resolvable_later() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        lose_every_provider_answer(st)
+
+        def chain_goes_dark() -> None:
+            st.sandbox.trongrid.unreachable = True
+
+        result = await buy(st, target, hook=chain_goes_dark, deadline=1.0)
+        assert result.verdict is Verdict.UNKNOWN
+        assert result.client_order_id and result.client_order_id in (result.error or "")
+        # Later, both are back: the same client_order_id finds the order, buying nothing.
+        st.sandbox.catfee.control.faults.clear()
+        st.sandbox.trongrid.unreachable = False
+        order = await st.catfee.session.place(result.request)
+        assert order.client_order_id == result.client_order_id
+        charged_once(st, result)
+
+
+async def test_lost_create_is_reconciled_by_replay_and_charged_once() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.control.faults.inject(Fault.LOST_RESPONSE, endpoint="create")
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    assert result.order is not None
+    assert st.sandbox.catfee.control.count("create") >= 2
+    charged_once(st, result)
+
+
+# --- attribution when the raw EnergyLimit delta lies ---------------------------------------------
+
+
+async def test_two_orders_to_one_address_in_flight_are_each_attributed_their_own() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        results: list[DeliveryResult] = []
+
+        async def one(provider: str) -> None:
+            results.append(
+                await st.coordinator(provider).buy(target=target, energy=ENERGY, deadline=3.0)
+            )
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick_after_create, st.sandbox, st.sandbox.mefree, None)
+            async with anyio.create_task_group() as orders:
+                orders.start_soon(one, "catfee")
+                orders.start_soon(one, "mefree")
+            group.cancel_scope.cancel()
+    assert [r.verdict for r in results] == [Verdict.DELIVERED, Verdict.DELIVERED]
+    hashes = {r.evidence.delegation.txid for r in results if r.evidence.delegation}
+    assert len(hashes) == 2
+    for result in results:
+        attributed = result.evidence.attributed_energy
+        assert attributed is not None and ENERGY <= attributed < ENERGY + 100
+    final = max(r.evidence.energy_after or 0 for r in results)
+    assert final >= 2 * ENERGY  # the delta shows both; each order claims only its own
+
+
+async def test_older_delegation_reclaimed_in_the_window_does_not_hide_delivery() -> None:
+    async with stage() as st:
+        chain = st.sandbox.chain
+        target = st.sandbox.new_target()
+        other = chain.new_account(energy_stake_sun=100_000 * 10**6)
+        chain.delegate(other, target, 20_000 * 10**6)
+        chain.advance_blocks(2)
+        before = chain.energy_limit(target)
+        assert before > ENERGY
+        result = await buy(st, target, hook=lambda: chain.undelegate(other, target, 20_000 * 10**6))
+    assert result.verdict is Verdict.DELIVERED
+    evidence = result.evidence
+    assert evidence.energy_before == before
+    assert evidence.energy_delta is not None and evidence.energy_delta < 0
+    assert any("other delegations" in note for note in evidence.notes)
+
+
+async def test_energy_weight_drift_within_tolerance_is_still_delivered() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        chain = st.sandbox.chain
+        weight = chain.total_energy_weight
+        result = await buy(
+            st, target, hook=lambda: chain.set_total_energy_weight(weight * 1003 // 1000)
+        )
+    assert result.verdict is Verdict.DELIVERED
+    attributed = result.evidence.attributed_energy
+    assert attributed is not None and ENERGY - delivery_tolerance(ENERGY) <= attributed < ENERGY
+
+
+async def test_energy_weight_drift_beyond_tolerance_is_under_delivered() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        chain = st.sandbox.chain
+        weight = chain.total_energy_weight
+        result = await buy(
+            st, target, hook=lambda: chain.set_total_energy_weight(weight * 102 // 100)
+        )
+    assert result.verdict is Verdict.UNDER_DELIVERED
+
+
+async def test_bad_input_raises_before_anything_is_sent() -> None:
+    from energy_async import InvalidAddress, InvalidOrder
+
+    async with stage() as st:
+        with pytest.raises(InvalidAddress):
+            await st.catfee.buy(target="TNotAnAddress", energy=ENERGY)
+        with pytest.raises(InvalidOrder):
+            await st.catfee.buy(target=st.sandbox.new_target(), energy=1_000)
+        assert st.sandbox.catfee.control.count() == 0
+        assert st.sandbox.trongrid.count() == 0

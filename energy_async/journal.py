@@ -310,9 +310,10 @@ class Journal:
 
         Energy is the order's (or, before the provider answered, the request's); sun is the
         cost plus activation cost the provider reported, so an order whose cost is not known
-        yet adds no sun.
+        yet adds no sun. A REJECTED order bought nothing and counts nothing.
         """
-        where, params = ["sent_at IS NOT NULL"], list[object]()
+        where = ["sent_at IS NOT NULL", "(verdict IS NULL OR verdict != 'REJECTED')"]
+        params = list[object]()
         if since is not None:
             where.append("sent_at >= ?")
             params.append(since)

@@ -343,6 +343,15 @@ async def test_spent_sums_orders_sent(journal: Journal) -> None:
     assert await journal.spent(since=last.sent_at + 3600) == (0, 0)
 
 
+async def test_spent_leaves_out_rejected_orders(journal: Journal) -> None:
+    await journal.record_intents("catfee", [request(0), request(1)])
+    for n in (0, 1):
+        await journal.mark_sent(f"order-{n}")
+    await journal.record_result("order-1", result(request(1), None, Verdict.REJECTED))
+    # The refused order was sent but bought nothing: only order-0 counts.
+    assert await journal.spent() == (65_000, 0)
+
+
 async def test_iter_entries_streams_in_pages(journal: Journal) -> None:
     total = 20_000
     await journal.record_intents("catfee", requests(total))

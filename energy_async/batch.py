@@ -268,22 +268,24 @@ async def _produce(
     journal: Journal | None,
     guard: SpendGuard | None,
 ) -> None:
-    limiter = anyio.CapacityLimiter(concurrency)
+    # A semaphore, not a CapacityLimiter: the slot is taken here and handed to the worker,
+    # which gives it back when its result is out (limiter tokens belong to one task).
+    slots = anyio.Semaphore(concurrency)
     async with send, aclosing(items), anyio.create_task_group() as workers:
         async for item in items:
-            await limiter.acquire()
+            await slots.acquire()
             energy = _energy(item.request)
             if guard is not None and not item.resumed:
                 await guard.wait_for_price()
                 reason = guard.admit(energy)
                 if reason is not None:
-                    limiter.release()
+                    slots.release()
                     run.stop_reason = reason
                     log.warning("batch stopped sending new orders: %s", reason)
                     break
             run.sent += 1
             workers.start_soon(
-                _one, coordinator, item, send, limiter, deadline, journal, guard, energy
+                _one, coordinator, item, send, slots, deadline, journal, guard, energy
             )
 
 
@@ -291,7 +293,7 @@ async def _one(
     coordinator: Coordinator,
     item: _Item,
     send: ObjectSendStream[DeliveryResult],
-    limiter: anyio.CapacityLimiter,
+    slots: anyio.Semaphore,
     deadline: float,
     journal: Journal | None,
     guard: SpendGuard | None,
@@ -317,7 +319,7 @@ async def _one(
             await journal.record_result(item.request.client_order_id, result)
         await send.send(result)
     finally:
-        limiter.release()
+        slots.release()
 
 
 def _not_sent(coordinator: Coordinator, request: OrderRequest, exc: EnergyError) -> DeliveryResult:

@@ -1,0 +1,168 @@
+"""Batches through the Python API: streaming, isolation of failures, journal, resume, limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from energy_async import DeliveryResult, OrderRequest, Verdict
+from energy_async.batch import SpendGuard
+from energy_async.journal import EntryState, Journal
+from energy_async.sandbox import Delivery
+from tests.coordination import Stage, stage
+
+pytestmark = pytest.mark.anyio
+
+ENERGY = 65_000
+
+
+async def produce_blocks(st: Stage) -> None:
+    while True:
+        await anyio.sleep(0.01)
+        st.sandbox.chain.advance_blocks(1)
+
+
+def requests_for(st: Stage, count: int) -> list[OrderRequest]:
+    session = st.catfee.session
+    return [session.prepare(target=st.sandbox.new_target(), energy=ENERGY) for _ in range(count)]
+
+
+async def run(st: Stage, requests: list[OrderRequest], **options: object) -> list[DeliveryResult]:
+    results: list[DeliveryResult] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(produce_blocks, st)
+        async with st.catfee.buy_many(requests, **options) as batch:  # type: ignore[arg-type]
+            async for result in batch:
+                results.append(result)
+        group.cancel_scope.cancel()
+    return results
+
+
+async def test_results_stream_out_and_failures_do_not_cancel_the_rest() -> None:
+    async with stage() as st:
+        requests = requests_for(st, 30)
+        plan = st.sandbox.catfee.delivery
+        plan.for_target(requests[3].target, Delivery.REFUSE)
+        plan.for_target(requests[7].target, Delivery.CLAIM_WITHOUT_DELEGATING)
+        plan.for_target(requests[9].target, Delivery.NEVER_LANDS)
+        results = await run(st, requests, concurrency=8, deadline=1.5)
+        by_id = {result.client_order_id: result for result in results}
+        assert len(results) == len(by_id) == 30
+        assert by_id[requests[3].client_order_id].verdict is Verdict.REJECTED
+        assert by_id[requests[7].client_order_id].verdict is Verdict.PROVIDER_MISMATCH
+        assert by_id[requests[9].client_order_id].verdict is Verdict.NOT_DELIVERED
+        others = [r for i, r in enumerate(requests) if i not in (3, 7, 9)]
+        assert all(by_id[r.client_order_id].verdict is Verdict.DELIVERED for r in others)
+        # The slow order (NEVER_LANDS waits for its deadline) settles last, not first.
+        assert results[-1].client_order_id == requests[9].client_order_id
+        charges = st.sandbox.catfee.charge_counts()
+        assert max(charges.values()) == 1
+        assert sum(charges.values()) == 29  # the refused one charged nothing
+
+
+async def test_journal_records_every_step_and_resume_buys_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "batch.journal"
+    async with stage() as st:
+        requests = requests_for(st, 12)
+        async with await Journal.open(path) as journal:
+            results = await run(st, requests, concurrency=4, deadline=2.0, journal=journal)
+            assert {r.verdict for r in results} == {Verdict.DELIVERED}
+            counts = await journal.counts()
+            assert counts["SETTLED"] == 12 and counts["SETTLED:DELIVERED"] == 12
+            entry = await journal.get(requests[0].client_order_id)
+            assert entry is not None and entry.order is not None and entry.result is not None
+        creates = st.sandbox.catfee.control.count("create")
+        async with await Journal.open(path, create=False) as journal:
+            resumed: list[DeliveryResult] = []
+            async with st.catfee.resume(journal, concurrency=4, deadline=2.0) as batch:
+                async for result in batch:
+                    resumed.append(result)
+        assert resumed == []  # everything was settled: nothing is sent again
+        assert st.sandbox.catfee.control.count("create") == creates
+
+
+async def test_cancelled_batch_leaves_in_flight_orders_unsettled_and_resume_finishes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "batch.journal"
+    async with stage() as st:
+        requests = requests_for(st, 20)
+        # Broadcasts that never land keep every order open until the batch is cancelled.
+        st.sandbox.catfee.delivery.default = Delivery.NEVER_LANDS
+        async with await Journal.open(path) as journal:
+            with anyio.move_on_after(0.5):
+                await run(st, requests, concurrency=5, deadline=30.0, journal=journal)
+            unsettled = await journal.unsettled()
+            states = {entry.state for entry in unsettled}
+            assert len(unsettled) == 20
+            assert EntryState.SENT in states or EntryState.ORDERED in states
+            assert EntryState.INTENDED in states  # the rest were never sent
+        sent_before = {
+            entry.client_order_id for entry in unsettled if entry.state is not EntryState.INTENDED
+        }
+        st.sandbox.catfee.delivery.clear()
+        async with await Journal.open(path, create=False) as journal:
+            resumed: list[DeliveryResult] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(produce_blocks, st)
+                async with st.catfee.resume(journal, concurrency=8, deadline=1.0) as batch:
+                    async for result in batch:
+                        resumed.append(result)
+                group.cancel_scope.cancel()
+            assert len(resumed) == 20
+            assert (await journal.counts())["SETTLED"] == 20
+        # Every order charged exactly once across the crash and the resume.
+        charges = st.sandbox.catfee.charge_counts()
+        assert {request.client_order_id for request in requests} == set(charges)
+        assert set(charges.values()) == {1}
+        verdicts = {r.client_order_id: r.verdict for r in resumed}
+        # Re-attached orders keep the broadcast that never landed; the rest are new and land.
+        assert sent_before and all(verdicts[c] is Verdict.NOT_DELIVERED for c in sent_before)
+        never_sent = {r.client_order_id for r in requests} - sent_before
+        assert never_sent and all(verdicts[c] is Verdict.DELIVERED for c in never_sent)
+
+
+async def test_spend_guard_stops_new_orders_cleanly_and_says_which_limit() -> None:
+    async with stage() as st:
+        requests = requests_for(st, 10)
+        guard = SpendGuard(max_energy=4 * ENERGY)
+        results: list[DeliveryResult] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce_blocks, st)
+            async with st.catfee.buy_many(
+                requests, concurrency=3, deadline=2.0, spend_guard=guard
+            ) as batch:
+                async for result in batch:
+                    results.append(result)
+                assert batch.stop_reason is not None and "energy limit" in batch.stop_reason
+            group.cancel_scope.cancel()
+        assert len(results) == 4
+        assert sum(st.sandbox.catfee.charge_counts().values()) == 4
+
+
+async def test_sun_limit_is_never_overshot_by_a_wave_of_orders() -> None:
+    async with stage() as st:
+        requests = requests_for(st, 10)
+        guard = SpendGuard(max_sun=3_400_000)  # about three orders at 1.105 TRX each
+        results = await run(st, requests, concurrency=10, deadline=2.0, spend_guard=guard)
+        spent = st.sandbox.catfee.total_charged_sun
+        assert spent <= 3_400_000
+        assert len(results) == 3
+
+
+def test_spend_guard_hourly_window_forgets_old_spending() -> None:
+    guard = SpendGuard(max_energy_per_hour=2 * ENERGY)
+    assert guard.admit(ENERGY, now=0.0) is None
+    assert guard.admit(ENERGY, now=10.0) is None
+    reason = guard.admit(ENERGY, now=20.0)
+    assert reason is not None and "hourly energy limit" in reason
+    assert guard.admit(ENERGY, now=3_601.0) is None  # the first order left the window
+
+
+def test_spend_limits_must_be_positive() -> None:
+    from energy_async import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        SpendGuard(max_sun=0)

@@ -23,17 +23,20 @@ from energy_async.errors import BadResponse, ConfigurationError
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TOTAL_TIMEOUT",
+    "LOOPBACK_RATE",
     "MAX_BODY_BYTES",
     "CallMeter",
     "RateLimiter",
     "RetryPolicy",
     "check_base_url",
+    "default_rate",
     "is_loopback_host",
     "new_client_session",
     "parse_retry_after",
     "read_capped",
 ]
 
+LOOPBACK_RATE = 1000.0  # a node of your own or the sandbox: no remote quota to respect
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TOTAL_TIMEOUT = 15.0
 MAX_BODY_BYTES = 1 << 20  # no documented response comes near 1 MiB
@@ -46,6 +49,12 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def default_rate(base_url: str | URL, remote_rate: float) -> float:
+    """Requests per second to allow by default: the service's quota, or none on loopback."""
+    host = (URL(base_url) if isinstance(base_url, str) else base_url).host or ""
+    return LOOPBACK_RATE if is_loopback_host(host) else remote_rate
 
 
 def check_base_url(url: str | URL, *, what: str) -> URL:
@@ -145,16 +154,25 @@ class RateLimiter:
         self._lock = anyio.Lock()
 
     async def acquire(self) -> None:
+        if not self._lock.locked():
+            # Fast path, no await between check and take: nobody is queued and a token is
+            # there, so taking it cannot jump the queue.
+            self._refill(time.monotonic())
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
         async with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
+            self._refill(time.monotonic())
             if self._tokens < 1:
                 wait = (1 - self._tokens) / self.rate
                 await anyio.sleep(wait)
                 self._updated = time.monotonic()
                 self._tokens = 1.0
             self._tokens -= 1
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
 
 
 class CallMeter:

@@ -173,8 +173,9 @@ class NetworkError(TransientError):
 class OutcomeUnknown(EnergyError):
     """A create was sent but its outcome could not be settled.
 
-    Resolve it with ``session.get_order_by_client_id(client_order_id)`` or by replaying the
-    create with the same ``client_order_id``; never by buying again with a new id.
+    Resolve it by replaying the create with the same ``client_order_id``
+    (``session.place(request)`` again): both providers document that a repeated id returns the
+    earlier order without charging. Never by buying again with a new id.
     """
 
     def __init__(self, message: str, *, client_order_id: str, **kw: Unpack[ErrorContext]) -> None:

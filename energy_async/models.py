@@ -8,7 +8,7 @@ energy units); times are Unix seconds as ``float`` unless a name says ``_ms``.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 
@@ -35,7 +35,7 @@ class _Tolerant(enum.StrEnum):
     """A provider enum: a value the provider adds tomorrow reads as UNKNOWN, never a crash."""
 
     @classmethod
-    def parse(cls, value: object) -> _Tolerant:
+    def parse(cls, value: object) -> Self:
         if isinstance(value, str):
             try:
                 return cls(value)

@@ -28,6 +28,7 @@ from energy_async._http import (
     CallMeter,
     RateLimiter,
     RetryPolicy,
+    default_rate,
     new_client_session,
     parse_retry_after,
     read_capped,
@@ -55,6 +56,7 @@ log = logging.getLogger("energy_async.session")
 
 # Neither provider publishes a number ("429 ... count all instances together"); 10 requests a
 # second per key is far above what one buyer needs and far below what would look like abuse.
+# A loopback base URL (the sandbox) has no such quota.
 DEFAULT_RATE_LIMIT = 10.0
 
 # The connection failed before a byte of the request left: nothing can have been bought.
@@ -73,7 +75,8 @@ def _shared_limiter(provider: Provider) -> RateLimiter:
     key = (provider.name, provider.base_url, key_id)
     limiter = _SHARED_LIMITERS.get(key)
     if limiter is None:
-        limiter = _SHARED_LIMITERS[key] = RateLimiter(DEFAULT_RATE_LIMIT)
+        rate = default_rate(provider.base_url, DEFAULT_RATE_LIMIT)
+        limiter = _SHARED_LIMITERS[key] = RateLimiter(rate)
     return limiter
 
 

@@ -22,7 +22,6 @@ from typing import Annotated, Any, Final, Self, TypeVar
 import aiohttp
 import anyio
 import msgspec
-from yarl import URL
 
 from energy_async import _http
 from energy_async.address import to_base58, validate_address
@@ -57,7 +56,7 @@ API_KEY_ENV: Final = "TRONGRID_API_KEY"
 API_KEY_HEADER: Final = "TRON-PRO-API-KEY"
 RATE_WITH_KEY: Final = 15.0  # TronGrid's documented per-key QPS (older page; newer says 20)
 RATE_WITHOUT_KEY: Final = 3.0  # keyless limits are dynamic and end in a 30 s block: stay low
-RATE_LOOPBACK: Final = 1000.0  # a node of your own (or the sandbox) has no TronGrid quota
+RATE_LOOPBACK: Final = _http.LOOPBACK_RATE  # a node of your own (or the sandbox): no quota
 
 _THROTTLE_STATUSES = frozenset({403, 429, 503})
 _BUSY_MARKER = "lack of computing resources"
@@ -176,9 +175,7 @@ def _shared_limiter(base_url: str, api_key: str | None, rate: float) -> _http.Ra
 
 
 def _default_rate(base_url: str, has_key: bool) -> float:
-    if _http.is_loopback_host(URL(base_url).host or ""):
-        return RATE_LOOPBACK
-    return RATE_WITH_KEY if has_key else RATE_WITHOUT_KEY
+    return _http.default_rate(base_url, RATE_WITH_KEY if has_key else RATE_WITHOUT_KEY)
 
 
 class Verifier:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 
 from energy_async._http import CallMeter
 from energy_async.energy import delivery_tolerance, energy_for_sun
@@ -53,6 +54,10 @@ __all__ = ["ENERGY_PER_TRANSFER", "Coordinator", "PollPolicy"]
 log = logging.getLogger("energy_async.coordinator")
 
 ENERGY_PER_TRANSFER = 65_000  # Mefree `count` mode: energy for one USDT transfer (providers.md 2.4)
+
+# Our orders in flight per target, for every Coordinator in this process: a raw EnergyLimit
+# delta cannot be attributed to one of them while another is in flight to the same address.
+_IN_FLIGHT: Counter[str] = Counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +103,11 @@ class _Watch:
     tx: DelegationTx | None = None
     record: DelegatedResource | None = None
     chain_answered: bool = False
+    ordered_clock: float | None = None  # anyio clock at the first create attempt
     claimed_at: float | None = None  # when the provider first said confirmed or failed
+    refused: bool = False  # the provider refused the create: nothing was bought
+    create_unsettled: bool = False  # a create was sent whose outcome is not known yet
+    fatal: EnergyError | None = None  # wrong credentials or input: not a verdict, re-raised
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -120,9 +129,6 @@ class Coordinator:
         self.session = session
         self.verifier = verifier
         self.poll = poll or PollPolicy()
-        # Orders of ours in flight per target: a raw EnergyLimit delta cannot be attributed
-        # to one of them while another is in flight to the same address.
-        self._in_flight: Counter[str] = Counter()
 
     @property
     def provider(self) -> str:
@@ -172,7 +178,7 @@ class Coordinator:
             evidence=Evidence(started_at=time.time()),
         )
         ends_at = anyio.current_time() + deadline
-        self._in_flight[watch.target] += 1
+        _IN_FLIGHT[watch.target] += 1
         try:
             if resumed:
                 watch.note("resumed from the journal: no pre-order snapshot of this run")
@@ -180,21 +186,17 @@ class Coordinator:
                 watch.before = await self.verifier.snapshot(watch.target, meter=watch.chain_meter)
                 watch.chain_answered = True
             if resume_order is not None:
-                watch.order = resume_order
-            else:
-                if journal is not None:
-                    await journal.mark_sent(request.client_order_id)
-                rejected = await self._place(watch)
-                if rejected is not None:
-                    return rejected
-            if watch.order is not None and journal is not None:
-                await journal.record_order(request.client_order_id, watch.order)
+                self._saw(watch, resume_order)
+            elif journal is not None:
+                await journal.mark_sent(request.client_order_id)
             verdict = await self._watch(watch, ends_at, journal)
+            if watch.fatal is not None:
+                raise watch.fatal
             return self._result(watch, verdict)
         finally:
-            self._in_flight[watch.target] -= 1
-            if not self._in_flight[watch.target]:
-                del self._in_flight[watch.target]
+            _IN_FLIGHT[watch.target] -= 1
+            if not _IN_FLIGHT[watch.target]:
+                del _IN_FLIGHT[watch.target]
 
     def buy_many(
         self,
@@ -240,72 +242,116 @@ class Coordinator:
 
     # --- placing ---------------------------------------------------------------------------
 
-    async def _place(self, watch: _Watch) -> DeliveryResult | None:
-        """Send the create; a refusal settles at once as REJECTED (nothing was charged)."""
-        request = watch.request
-        watch.evidence.ordered_at = time.time()
+    async def _send_create(self, watch: _Watch) -> None:
+        """Send the create, or replay it: the same ``client_order_id`` makes a replay return
+        the earlier order, so this step can be repeated until it settles and never buys twice.
+        """
+        if watch.evidence.ordered_at is None:
+            watch.evidence.ordered_at = time.time()
+            watch.ordered_clock = anyio.current_time()
         try:
-            watch.order = await self.session.place(request, meter=watch.provider_meter)
-        except AuthenticationError:
-            raise  # credentials are wrong for every order: a configuration problem, not a verdict
+            order = await self.session.place(watch.request, meter=watch.provider_meter)
+        except (AuthenticationError, InputError) as exc:
+            watch.fatal = exc  # wrong for every order: a configuration problem, not a verdict
+            return
         except ProviderError as exc:
             watch.error = str(exc)
-            watch.note("the provider refused the order; nothing was charged")
-            return self._result(watch, Verdict.REJECTED)
-        except InputError:
-            raise
+            if watch.create_unsettled:
+                # An earlier attempt may have gone through; the chain gets the grace period.
+                watch.note(f"the replay was refused: {exc.message}")
+                watch.claimed_at = watch.claimed_at or anyio.current_time()
+            else:
+                watch.refused = True
+                watch.note("the provider refused the order; nothing was charged")
+            return
         except EnergyError as exc:
             # Unknown outcome, throttling that outlasted the session's retries, a garbled
-            # answer: whatever happened, replaying the same client_order_id settles it and
-            # can never buy twice, so keep trying until the deadline.
+            # answer: replaying the same client_order_id settles it, so keep going.
             watch.error = str(exc)
+            watch.create_unsettled = True
             watch.note(f"create did not settle ({type(exc).__name__}); reconciling by replay")
-        if watch.order is not None:
-            self._saw(watch, watch.order)
-        return None
-
-    async def _replay(self, watch: _Watch) -> None:
-        """Resolve an unknown create: the same client_order_id returns the earlier order."""
-        try:
-            watch.order = await self.session.place(watch.request, meter=watch.provider_meter)
-        except ProviderError as exc:
-            watch.error = str(exc)
-            watch.note(f"the replay was refused: {exc.message}")
-            watch.claimed_at = watch.claimed_at or anyio.current_time()
-        except EnergyError as exc:
-            watch.error = str(exc)
             return
-        if watch.order is not None:
-            watch.error = None
+        if watch.create_unsettled:
             watch.note("reconciled by replaying the create with the same client_order_id")
-            self._saw(watch, watch.order)
+        watch.error = None
+        self._saw(watch, order)
 
     # --- watching ----------------------------------------------------------------------------
 
     async def _watch(self, watch: _Watch, ends_at: float, journal: Journal | None) -> Verdict:
+        """Watch the provider and the chain side by side until the verdict settles.
+
+        Two loops, so a slow witness never blinds the other: a create being replayed through
+        the session's retries must not keep the chain from being read, and the other way
+        round. Every step of either is followed by a decision.
+        """
+        verdict: Verdict | None = None
+
+        def decide_now(scope: anyio.CancelScope) -> None:
+            nonlocal verdict
+            out_of_budget = self._budget_spent(watch)
+            verdict = self._decide(watch, final=out_of_budget, now=anyio.current_time())
+            if verdict is not None:
+                if out_of_budget:
+                    watch.note("settled when the TronGrid call budget ran out")
+                scope.cancel()
+
+        with anyio.move_on_after(max(ends_at - anyio.current_time(), 0.0)):
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._provider_loop, watch, journal, decide_now, group)
+                group.start_soon(self._chain_loop, watch, decide_now, group)
+        if verdict is None:
+            # Once final, the table always answers; UNKNOWN only guards the type.
+            verdict = self._decide(watch, final=True, now=anyio.current_time()) or Verdict.UNKNOWN
+            watch.note("settled at the deadline")
+        wanted = not (watch.refused or watch.fatal) and watch.chain_answered
+        if watch.after is None and wanted and not self._budget_spent(watch):
+            # Evidence only (energy after); the verdict stands whatever this returns.
+            with anyio.move_on_after(1.0), suppress(EnergyError):
+                await self._snapshot_after(watch)
+        return verdict
+
+    async def _provider_loop(
+        self,
+        watch: _Watch,
+        journal: Journal | None,
+        decide_now: Callable[[anyio.CancelScope], None],
+        group: anyio.abc.TaskGroup,
+    ) -> None:
+        interval = self.poll.initial_interval
+        while not self._provider_done(watch):
+            await self._poll_provider(watch, journal)
+            if watch.fatal is not None:
+                group.cancel_scope.cancel()
+                return
+            decide_now(group.cancel_scope)
+            await anyio.sleep(interval)
+            interval = min(interval * self.poll.backoff, self.poll.max_interval)
+
+    async def _chain_loop(
+        self,
+        watch: _Watch,
+        decide_now: Callable[[anyio.CancelScope], None],
+        group: anyio.abc.TaskGroup,
+    ) -> None:
         interval = self.poll.initial_interval
         while True:
-            # Each look is bounded by the deadline: a replay going through the session's own
-            # retries must not carry the order past the time the caller gave it.
-            with anyio.move_on_after(max(ends_at - anyio.current_time(), 0.0)):
-                await self._poll_provider(watch, journal)
-            with anyio.move_on_after(max(ends_at - anyio.current_time(), 0.0)):
-                await self._poll_chain(watch)
-            now = anyio.current_time()
-            final = now >= ends_at or self._budget_spent(watch)
-            verdict = self._decide(watch, final=final, now=now)
-            if verdict is not None:
-                if watch.after is None and watch.chain_answered and not self._budget_spent(watch):
-                    # Evidence only (energy after); the verdict stands whatever this returns.
-                    with anyio.move_on_after(max(ends_at - now, 1.0)), suppress(EnergyError):
-                        await self._snapshot_after(watch)
-                if final and now >= ends_at:
-                    watch.note("settled at the deadline")
-                elif final:
-                    watch.note("settled when the TronGrid call budget ran out")
-                return verdict
-            await anyio.sleep(max(0.0, min(interval, ends_at - now)))
+            # The target was read just before the create: first give the order a moment.
+            await anyio.sleep(interval)
             interval = min(interval * self.poll.backoff, self.poll.max_interval)
+            await self._poll_chain(watch)
+            decide_now(group.cancel_scope)
+            if self._budget_spent(watch):
+                return
+
+    def _provider_done(self, watch: _Watch) -> bool:
+        """The provider has said all it will say (or refused the replay): stop asking."""
+        order = watch.order
+        if order is None:
+            return watch.refused or watch.claimed_at is not None
+        return order.phase in (OrderPhase.CONFIRMED, OrderPhase.FAILED) and bool(
+            order.delegate_hash
+        )
 
     def _budget_spent(self, watch: _Watch) -> bool:
         return watch.chain_meter.calls >= self.poll.trongrid_budget
@@ -313,11 +359,10 @@ class Coordinator:
     async def _poll_provider(self, watch: _Watch, journal: Journal | None) -> None:
         order = watch.order
         if order is None:
-            if watch.claimed_at is None:
-                await self._replay(watch)
+            await self._send_create(watch)
+            if watch.order is not None and journal is not None:
+                await journal.record_order(watch.request.client_order_id, watch.order)
             return
-        if order.phase in (OrderPhase.CONFIRMED, OrderPhase.FAILED) and order.delegate_hash:
-            return  # the provider has said all it will say
         try:
             fresh = await self.session.get_order(order.id, meter=watch.provider_meter)
         except EnergyError as exc:
@@ -417,7 +462,9 @@ class Coordinator:
         return tx is not None and self._tx_settled(tx) and not self._tx_counts(watch, tx)
 
     def _decide(self, watch: _Watch, *, final: bool, now: float) -> Verdict | None:
-        chain = self._chain_finding(watch)
+        if watch.refused:
+            return Verdict.REJECTED  # refused at create: nothing bought, nothing to watch
+        chain = self._chain_finding(watch, final=final, now=now)
         provider = provider_finding(watch.order.phase if watch.order else None)
         if watch.order is None and watch.claimed_at is not None:
             provider = ProviderFinding.FAILED  # the replay was refused: nothing was bought
@@ -435,10 +482,10 @@ class Coordinator:
                 watch.note("contradiction: the provider reports failure, the chain shows delivery")
         return verdict
 
-    def _chain_finding(self, watch: _Watch) -> ChainFinding:
+    def _chain_finding(self, watch: _Watch, *, final: bool, now: float) -> ChainFinding:
         if not watch.chain_answered:
             return ChainFinding.UNREACHABLE
-        attributed = self._attributed_energy(watch)
+        attributed = self._attributed_energy(watch, final=final, now=now)
         watch.evidence.attributed_energy = attributed
         tolerance = delivery_tolerance(watch.expected)
         if attributed is None or attributed <= 0:
@@ -447,7 +494,7 @@ class Coordinator:
             return ChainFinding.FULL
         return ChainFinding.PART
 
-    def _attributed_energy(self, watch: _Watch) -> int | None:
+    def _attributed_energy(self, watch: _Watch, *, final: bool, now: float) -> int | None:
         """Energy on chain that belongs to this order, or ``None`` when nothing does (yet)."""
         after = watch.after
         tx = watch.tx
@@ -471,8 +518,14 @@ class Coordinator:
         delta = after.energy_limit - watch.before.energy_limit
         if delta <= 0:
             return None
-        if self._in_flight[watch.target] > 1:
+        if _IN_FLIGHT[watch.target] > 1:
             watch.note("EnergyLimit rose, but another order to this address is in flight")
+            return None
+        # Another process may be buying for this address too. A working provider names its tx
+        # within the grace period, and then the tx decides; only a provider that stays silent
+        # (or the deadline) lets the delta speak.
+        waited = now - (watch.ordered_clock if watch.ordered_clock is not None else now)
+        if not final and waited < self.poll.confirm_grace:
             return None
         watch.note("attributed by the EnergyLimit delta only: no delegation tx was named")
         return delta
@@ -497,6 +550,13 @@ class Coordinator:
         evidence.provider_calls = watch.provider_meter.calls
         evidence.trongrid_calls = watch.chain_meter.calls
         evidence.settled_at = time.time()
+        if watch.order is None and not watch.refused:
+            watch.note("the provider never answered the create with an order")
+        if verdict is Verdict.UNKNOWN and watch.error is None:
+            watch.error = (
+                f"no answer from {self.provider} or the chain before the deadline; resolve it "
+                f"later by client_order_id {watch.request.client_order_id}"
+            )
         self._cross_check(watch, verdict)
         evidence.notes = watch.notes
         return DeliveryResult(

@@ -1,0 +1,276 @@
+"""Verified orders per second through ``Coordinator.buy``, against the sandbox on a fast clock.
+
+At each concurrency (1, 16, 128 by default) that many workers call ``buy`` back to back, each
+order to CatFee with full verification, until ``--orders`` have settled. Reported per level:
+DELIVERED orders per second, TronGrid calls per verified order (mean, max), and the time from
+on-chain inclusion to the verdict (p50, p99). Inclusion is the real moment the sandbox produced
+the block holding the delegation: the block's timestamp (chain time) mapped to real time through
+the chain clock's anchor and speed, not the moment the client first noticed it (that lag is
+reported too). The sandbox runs in its own process, so its CPU does not count against the client.
+
+The chain runs ``--speed`` times faster than mainnet (default 100: a block every 30 ms), and
+the poll policy is the default one scaled by the same factor, so latencies in blocks compare
+with mainnet.
+
+    python benchmarks/bench_coordinator.py [--orders N] [--concurrency 1 16 128] [--speed X]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import anyio
+from _sandbox_process import (
+    RunningSandbox,
+    SandboxInfo,
+    chain_drift_ms,
+    sandbox_process,
+    scaled_poll,
+    source_version,
+)
+
+from energy_async import CatFee, Coordinator, ProviderSession, Verdict, Verifier
+from energy_async.models import DeliveryResult
+
+RESULTS = Path(__file__).parent / "results" / "bench_coordinator.json"
+ENERGY = 65_000
+DEADLINE = 60.0  # real seconds; far beyond any healthy order, so a slow one is not cut short
+TARGETS = 1024  # orders cycle through this many addresses; none sees two orders at once
+WARMUP = 8  # orders per level before the clock starts (pools, caches)
+
+
+@dataclass
+class Level:
+    """What one concurrency level produced; a few numbers per order."""
+
+    concurrency: int
+    verdicts: dict[str, int] = field(default_factory=dict)
+    trongrid_calls: dict[str, list[int]] = field(default_factory=lambda: {"tx": [], "delta": []})
+    provider_calls: list[int] = field(default_factory=list)
+    inclusion_to_verdict: list[float] = field(default_factory=list)  # seconds
+    inclusion_to_noticed: list[float] = field(default_factory=list)
+    order_to_inclusion: list[float] = field(default_factory=list)
+    # Verified by the EnergyLimit delta before the provider named its tx: (order id, timings).
+    to_resolve: list[tuple[str, float, float | None]] = field(default_factory=list)
+    odd: list[dict[str, Any]] = field(default_factory=list)  # a few non-DELIVERED, to look at
+    wall: float = 0.0
+    cpu: float = 0.0
+    sandbox_cpu: float = 0.0
+
+    def add(self, result: DeliveryResult, info: SandboxInfo) -> None:
+        self.verdicts[result.verdict] = self.verdicts.get(result.verdict, 0) + 1
+        evidence = result.evidence
+        if result.verdict is not Verdict.DELIVERED:
+            if len(self.odd) < 3:
+                history = [f"{c.status}/{c.confirm_status}" for c in evidence.status_history]
+                self.odd.append(
+                    {"verdict": result.verdict, "notes": evidence.notes, "statuses": history}
+                )
+            return
+        self.provider_calls.append(evidence.provider_calls)
+        assert evidence.settled_at is not None
+        tx = evidence.delegation
+        if tx is None or tx.block_time_ms is None:
+            self.trongrid_calls["delta"].append(evidence.trongrid_calls)
+            assert result.order is not None
+            self.to_resolve.append((result.order.id, evidence.settled_at, evidence.ordered_at))
+            return
+        self.trongrid_calls["tx"].append(evidence.trongrid_calls)
+        self.included(info, tx.block_time_ms, evidence.settled_at, evidence.ordered_at)
+        if evidence.included_at is not None:
+            self.inclusion_to_noticed.append(
+                evidence.included_at - info.real_time(tx.block_time_ms)
+            )
+
+    def included(
+        self, info: SandboxInfo, block_time_ms: int, settled_at: float, ordered_at: float | None
+    ) -> None:
+        at = info.real_time(block_time_ms)
+        self.inclusion_to_verdict.append(settled_at - at)
+        if ordered_at is not None:
+            self.order_to_inclusion.append(at - ordered_at)
+
+    async def resolve(
+        self, info: SandboxInfo, session: ProviderSession, verifier: Verifier
+    ) -> None:
+        """After the clock stops: the block of each delegation the verdict did not name."""
+        for order_id, settled_at, ordered_at in self.to_resolve:
+            order = await session.get_order(order_id)
+            assert order.delegate_hash is not None, f"order {order_id} never named its tx"
+            tx = await verifier.delegation(order.delegate_hash, check_solid=False)
+            assert tx.block_time_ms is not None, f"tx {tx.txid} is in no block"
+            self.included(info, tx.block_time_ms, settled_at, ordered_at)
+
+    def summary(self, speed: float) -> dict[str, Any]:
+        by_tx, by_delta = self.trongrid_calls["tx"], self.trongrid_calls["delta"]
+        calls = by_tx + by_delta
+        latency = self.inclusion_to_verdict
+        block = 3.0 / speed
+        return {
+            "concurrency": self.concurrency,
+            "orders": sum(self.verdicts.values()),
+            "verdicts": self.verdicts,
+            "verified": len(calls),
+            "wall_s": round(self.wall, 3),
+            "verified_orders_per_s": round(len(calls) / self.wall, 1),
+            "client_cpu_share": round(self.cpu / self.wall, 2),
+            "sandbox_cpu_share": round(self.sandbox_cpu / self.wall, 2),
+            "trongrid_calls_per_verified": _mean_max(calls),
+            "provider_calls_per_verified": _mean_max(self.provider_calls),
+            "attributed_by": {
+                "delegation_tx": {"orders": len(by_tx), "trongrid_calls": _mean_max(by_tx)},
+                "energy_limit_delta_only": {
+                    "orders": len(by_delta),
+                    "trongrid_calls": _mean_max(by_delta),
+                },
+            },
+            "inclusion_to_verdict_ms": _percentiles(latency),
+            "inclusion_to_verdict_blocks": {
+                key: round(value / 1000 / block, 2) for key, value in _percentiles(latency).items()
+            },
+            "inclusion_to_noticed_ms": _percentiles(self.inclusion_to_noticed),
+            "order_to_inclusion_ms": _percentiles(self.order_to_inclusion),
+            "not_delivered_samples": self.odd,
+        }
+
+
+def _mean_max(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {"mean": round(statistics.fmean(values), 2), "max": max(values)}
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    if len(seconds) < 2:
+        return {}
+    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
+    return {
+        "p50": round(cuts[49] * 1000, 1),
+        "p99": round(cuts[98] * 1000, 1),
+        "min": round(min(seconds) * 1000, 1),
+        "max": round(max(seconds) * 1000, 1),
+    }
+
+
+async def run_level(sandbox: RunningSandbox, concurrency: int, orders: int, speed: float) -> Level:
+    info = sandbox.info
+    provider = CatFee(api_key=info.api_key, api_secret=info.api_secret, base_url=info.catfee_url)
+    level = Level(concurrency)
+    # Defaults throughout: on loopback neither client rate-limits, as a user would find them.
+    async with ProviderSession(provider) as session, Verifier(info.trongrid_url) as verifier:
+        coordinator = Coordinator(session, verifier, poll=scaled_poll(speed))
+        next_order = 0
+
+        async def worker(count: int, record: bool) -> None:
+            nonlocal next_order
+            while next_order < count:
+                index, next_order = next_order, next_order + 1
+                target = info.targets[index % len(info.targets)]
+                result = await coordinator.buy(target=target, energy=ENERGY, deadline=DEADLINE)
+                if record:
+                    level.add(result, info)
+
+        async def drive(count: int, record: bool) -> None:
+            nonlocal next_order
+            next_order = 0
+            async with anyio.create_task_group() as group:
+                for _ in range(min(concurrency, count)):
+                    group.start_soon(worker, count, record)
+
+        await drive(WARMUP, record=False)
+        cpu, wall, server = time.process_time(), time.perf_counter(), sandbox.cpu_seconds()
+        await drive(orders, record=True)
+        level.cpu, level.wall = time.process_time() - cpu, time.perf_counter() - wall
+        level.sandbox_cpu = sandbox.cpu_seconds() - server
+        await level.resolve(info, session, verifier)
+    return level
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=300, help="orders per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 128])
+    parser.add_argument("--speed", type=float, default=100.0, help="chain clock multiplier")
+    args = parser.parse_args()
+
+    levels: list[dict[str, Any]] = []
+    with sandbox_process(speed=args.speed, targets=TARGETS) as sandbox:
+        drift_before = chain_drift_ms(sandbox.info)
+        for concurrency in args.concurrency:
+            level = anyio.run(run_level, sandbox, concurrency, args.orders, args.speed)
+            levels.append(level.summary(args.speed))
+        drift_after = chain_drift_ms(sandbox.info)
+
+    poll = scaled_poll(args.speed)
+    result = {
+        "benchmark": "Coordinator.buy against the sandbox (CatFee + TronGrid), full verification",
+        "orders_per_level": args.orders,
+        "energy_per_order": ENERGY,
+        "speed": args.speed,
+        "block_ms": 3000 / args.speed,
+        "poll_policy": {
+            "initial_interval": poll.initial_interval,
+            "max_interval": poll.max_interval,
+            "backoff": poll.backoff,
+            "confirm_grace": poll.confirm_grace,
+            "trongrid_budget": poll.trongrid_budget,
+            "require_solid": poll.require_solid,
+        },
+        "deadline_s": DEADLINE,
+        "inclusion_clock_check_ms": {
+            "before": round(drift_before, 2),
+            "after": round(drift_after, 2),
+        },
+        "levels": levels,
+        "energy_async": source_version(),
+        "versions": {
+            "python": sys.version.split()[0],
+            **{package: version(package) for package in ("aiohttp", "msgspec", "anyio")},
+        },
+        "machine": f"{platform.system()} {platform.machine()}",
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    _print_table(result)
+    print(f"written to {RESULTS}")
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    speed = result["speed"]
+    print(f"Coordinator.buy, {result['orders_per_level']} orders per level")
+    print(f"chain x{speed:g} (block {result['block_ms']:g} ms), default PollPolicy / {speed:g}")
+    header = (
+        f"{'concurrency':>11} {'verified/s':>10} {'delivered':>10} {'TG calls mean/max':>18} "
+        f"{'incl->verdict p50/p99 ms':>25} {'(blocks)':>12} {'CPU client/sandbox':>19}"
+    )
+    print(header)
+    for level in result["levels"]:
+        calls = level["trongrid_calls_per_verified"]
+        ms = level["inclusion_to_verdict_ms"]
+        blocks = level["inclusion_to_verdict_blocks"]
+        print(
+            f"{level['concurrency']:>11} {level['verified_orders_per_s']:>10.1f} "
+            f"{level['verified']:>4}/{level['orders']:<5} "
+            f"{calls['mean']:>12.2f}/{calls['max']:<5} "
+            f"{ms['p50']:>15.1f}/{ms['p99']:<9.1f} "
+            f"{blocks['p50']:>5.2f}/{blocks['p99']:<6.2f} "
+            f"{level['client_cpu_share']:>12.0%}/{level['sandbox_cpu_share']:<6.0%}"
+        )
+    check = result["inclusion_clock_check_ms"]
+    print(
+        "inclusion = the block's timestamp mapped to real time via the sandbox clock's anchor; "
+        f"anchor check {check['before']:+.2f} / {check['after']:+.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

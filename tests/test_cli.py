@@ -553,7 +553,7 @@ async def test_a_foreign_journal_is_refused_and_left_untouched(served: Any, tmp_
     assert journal.read_bytes() == before
 
 
-# --- sandbox and demo -------------------------------------------------------------------------------
+# --- sandbox and demo ---------------------------------------------------------------------------
 
 
 def test_sandbox_command_serves_and_prints_urls_and_credentials() -> None:

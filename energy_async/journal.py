@@ -28,11 +28,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import msgspec
+from anyio.abc import AsyncResource
 
 from energy_async.errors import InvalidOrder, JournalError
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
@@ -128,7 +128,7 @@ class _Write(Generic[_T]):
         return self.value  # type: ignore[return-value]  # set by the commit when no error
 
 
-class Journal:
+class Journal(AsyncResource):
     """The write-ahead journal of one batch (or of many); open it with `Journal.open`."""
 
     def __init__(
@@ -165,17 +165,6 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"<Journal {self._path!r} {'closed' if self._closing else 'open'}>"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Commit what is queued, then close; closing again does nothing."""

@@ -15,11 +15,11 @@ import logging
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, NamedTuple, NoReturn, Self, TypeVar
 
 import aiohttp
 import anyio
+from anyio.abc import AsyncResource
 from yarl import URL
 
 from energy_async._http import (
@@ -122,7 +122,7 @@ class _Call(NamedTuple):
     endpoint: str
 
 
-class ProviderSession:
+class ProviderSession(AsyncResource):
     """An async session with one provider: ``async with ProviderSession(CatFee(...)) as s:``.
 
     Owns one pooled aiohttp session unless you pass ``session=`` (which it never closes). All
@@ -190,14 +190,6 @@ class ProviderSession:
     async def __aenter__(self) -> Self:
         self._http()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool we own; a session passed in is left to its owner."""

@@ -16,12 +16,12 @@ import hashlib
 import logging
 import os
 import time
-from types import TracebackType
 from typing import Annotated, Any, Final, Self, TypeVar
 
 import aiohttp
 import anyio
 import msgspec
+from anyio.abc import AsyncResource
 
 from energy_async import _http
 from energy_async.address import to_base58, validate_address
@@ -178,7 +178,7 @@ def _default_rate(base_url: str, has_key: bool) -> float:
     return _http.default_rate(base_url, RATE_WITH_KEY if has_key else RATE_WITHOUT_KEY)
 
 
-class Verifier:
+class Verifier(AsyncResource):
     """A TronGrid client for delivery checks; use it as ``async with Verifier() as verifier``.
 
     ``api_key`` defaults to the ``TRONGRID_API_KEY`` environment variable (pass ``""`` to send
@@ -233,14 +233,6 @@ class Verifier:
     async def __aenter__(self) -> Self:
         self._session()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session this verifier opened (never one that was passed in)."""

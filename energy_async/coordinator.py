@@ -289,6 +289,10 @@ class Coordinator:
 
         def decide_now(scope: anyio.CancelScope) -> None:
             nonlocal verdict
+            if verdict is not None:
+                # Settled already: the other loop's look that finished before the cancel
+                # reached it must not undo the verdict (a hash named late hides the delta).
+                return
             out_of_budget = self._budget_spent(watch)
             verdict = self._decide(watch, final=out_of_budget, now=anyio.current_time())
             if verdict is not None:

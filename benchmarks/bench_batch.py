@@ -1,0 +1,239 @@
+"""A batch end to end: ``Coordinator.buy_many`` with full verification, against the sandbox.
+
+Every run gets a fresh sandbox in its own process and a fresh client process, so runs do not
+inherit each other's state and each client's peak RSS (``ru_maxrss``) is its own. Requests are
+generated lazily and results are counted as they stream out, never kept, so the client's
+memory is the library's. Runs: the small and the large size, each without and with a journal
+(SQLite, the default settings, in a temporary directory); the pairs alternate which goes first.
+Reported: orders/s, client and sandbox CPU, peak RSS at each size and their ratio, and the
+journal's cost at the same size in the same run.
+
+The chain runs ``--speed`` times faster than mainnet (default 100: a block every 30 ms) and
+the poll policy is the default one scaled by the same factor.
+
+    python benchmarks/bench_batch.py [--orders N] [--quick] [--concurrency C] [--speed X]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from importlib.metadata import version
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import anyio
+from _sandbox_process import (
+    RunningSandbox,
+    SandboxInfo,
+    sandbox_process,
+    scaled_poll,
+    source_version,
+)
+
+from energy_async import CatFee, Coordinator, ProviderSession, Verifier
+from energy_async.journal import Journal
+from energy_async.models import OrderRequest
+
+RESULTS = Path(__file__).parent / "results" / "bench_batch.json"
+ENERGY = 65_000
+DEADLINE = 60.0  # real seconds per order; far beyond any healthy order
+TARGETS = 1024  # orders cycle through this many addresses at every size
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def requests(
+    session: ProviderSession, targets: tuple[str, ...], count: int
+) -> Iterator[OrderRequest]:
+    for index in range(count):
+        yield session.prepare(target=targets[index % len(targets)], energy=ENERGY)
+
+
+async def run_batch(
+    info: SandboxInfo, orders: int, concurrency: int, journal_path: str | None
+) -> dict[str, Any]:
+    """One batch; only counters survive each result."""
+    provider = CatFee(api_key=info.api_key, api_secret=info.api_secret, base_url=info.catfee_url)
+    verdicts: Counter[str] = Counter()
+    trongrid_calls = provider_calls = by_delta_only = 0
+    async with ProviderSession(provider) as session, Verifier(info.trongrid_url) as verifier:
+        coordinator = Coordinator(session, verifier, poll=scaled_poll(info.speed))
+        journal = await Journal.open(journal_path) if journal_path else None
+        rss_before = _peak_rss_mib()
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            batch = coordinator.buy_many(
+                requests(session, info.targets, orders),
+                concurrency=concurrency,
+                deadline=DEADLINE,
+                journal=journal,
+            )
+            async with batch as results:
+                async for result in results:
+                    verdicts[result.verdict] += 1
+                    if result.delivered and result.evidence.delegation is None:
+                        by_delta_only += 1  # proven by the EnergyLimit delta, no tx named yet
+                    trongrid_calls += result.evidence.trongrid_calls
+                    provider_calls += result.evidence.provider_calls
+        finally:
+            if journal is not None:
+                await journal.aclose()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    settled = sum(verdicts.values())
+    return {
+        "orders": orders,
+        "journal": journal_path is not None,
+        "settled": settled,
+        "verdicts": dict(verdicts),
+        "delivered_by_energy_limit_delta_only": by_delta_only,
+        "wall_s": round(wall, 2),
+        "orders_per_s": round(settled / wall, 1),
+        "client_cpu_ms_per_order": round(cpu / settled * 1000, 2),
+        "client_cpu_share": round(cpu / wall, 2),
+        "trongrid_calls_per_order": round(trongrid_calls / settled, 2),
+        "provider_calls_per_order": round(provider_calls / settled, 2),
+        "peak_rss_before_batch_mib": round(rss_before, 1),
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+    }
+
+
+def _client(
+    conn: Connection, info: SandboxInfo, orders: int, concurrency: int, journal: bool
+) -> None:
+    """A fresh process per run, so its peak RSS is this run's alone."""
+    with tempfile.TemporaryDirectory(prefix="bench_batch_") as directory:
+        path = os.path.join(directory, "journal.sqlite") if journal else None
+        result = anyio.run(run_batch, info, orders, concurrency, path)
+        if path is not None:
+            result["journal_bytes_per_order"] = round(os.path.getsize(path) / result["settled"])
+        conn.send(result)
+
+
+def measure(orders: int, concurrency: int, journal: bool, speed: float) -> dict[str, Any]:
+    """One run: a fresh sandbox process and a fresh client process."""
+    with sandbox_process(speed=speed, targets=TARGETS) as sandbox:
+        return _in_child(sandbox, orders, concurrency, journal)
+
+
+def _in_child(
+    sandbox: RunningSandbox, orders: int, concurrency: int, journal: bool
+) -> dict[str, Any]:
+    parent, child = multiprocessing.Pipe()
+    client = multiprocessing.get_context("spawn").Process(
+        target=_client, args=(child, sandbox.info, orders, concurrency, journal)
+    )
+    server_cpu = sandbox.cpu_seconds()
+    client.start()
+    try:
+        result: dict[str, Any] = parent.recv()
+    finally:
+        client.join(timeout=30)
+        if client.is_alive():
+            client.terminate()
+            client.join()
+    result["sandbox_cpu_share"] = round((sandbox.cpu_seconds() - server_cpu) / result["wall_s"], 2)
+    if client.exitcode != 0:
+        raise RuntimeError(f"the client process exited with {client.exitcode}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=10_000, help="the large size")
+    parser.add_argument("--quick", action="store_true", help="1,000 orders (and 100)")
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--speed", type=float, default=100.0, help="chain clock multiplier")
+    args = parser.parse_args()
+    large = 1_000 if args.quick else args.orders
+    small = max(1, large // 10)
+
+    runs: list[dict[str, Any]] = []
+    for index, size in enumerate((small, large)):
+        first_with_journal = index % 2 == 1  # alternate, so load drift hits both alike
+        for journal in (first_with_journal, not first_with_journal):
+            run = measure(size, args.concurrency, journal, args.speed)
+            runs.append(run)
+            print(_row(run), flush=True)
+
+    def pick(size: int, journal: bool) -> dict[str, Any]:
+        return next(r for r in runs if r["orders"] == size and r["journal"] is journal)
+
+    result = {
+        "benchmark": "Coordinator.buy_many end to end against the sandbox (CatFee + TronGrid)",
+        "sizes": [small, large],
+        "concurrency": args.concurrency,
+        "energy_per_order": ENERGY,
+        "speed": args.speed,
+        "block_ms": 3000 / args.speed,
+        "poll_policy": "the default PollPolicy with every interval divided by the speed",
+        "deadline_s": DEADLINE,
+        "runs": runs,
+        "peak_rss_ratio_large_vs_small": {
+            name: round(
+                pick(large, journal)["peak_rss_mib"] / pick(small, journal)["peak_rss_mib"], 3
+            )
+            for name, journal in (("without_journal", False), ("with_journal", True))
+        },
+        "journal_cost": {
+            "orders": large,
+            "orders_per_s_without": pick(large, False)["orders_per_s"],
+            "orders_per_s_with": pick(large, True)["orders_per_s"],
+            "throughput_ratio_with_vs_without": round(
+                pick(large, True)["orders_per_s"] / pick(large, False)["orders_per_s"], 3
+            ),
+            "client_cpu_ms_per_order_without": pick(large, False)["client_cpu_ms_per_order"],
+            "client_cpu_ms_per_order_with": pick(large, True)["client_cpu_ms_per_order"],
+        },
+        "energy_async": source_version(),
+        "versions": {
+            "python": sys.version.split()[0],
+            **{package: version(package) for package in ("aiohttp", "msgspec", "anyio")},
+        },
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    ratio = result["peak_rss_ratio_large_vs_small"]
+    cost = result["journal_cost"]
+    print(
+        f"peak RSS {large:,} vs {small:,} orders: {ratio['without_journal']:.2f}x without journal, "
+        f"{ratio['with_journal']:.2f}x with"
+    )
+    print(
+        f"journal at {large:,} orders: {cost['orders_per_s_with']:.0f} vs "
+        f"{cost['orders_per_s_without']:.0f} orders/s without "
+        f"({cost['throughput_ratio_with_vs_without']:.2f}x), CPU "
+        f"{cost['client_cpu_ms_per_order_with']:.2f} vs "
+        f"{cost['client_cpu_ms_per_order_without']:.2f} ms/order"
+    )
+    print(f"written to {RESULTS}")
+
+
+def _row(run: dict[str, Any]) -> str:
+    journal = "journal" if run["journal"] else "no journal"
+    delivered = run["verdicts"].get("DELIVERED", 0)
+    return (
+        f"{run['orders']:>7,} orders {journal:<10} {run['orders_per_s']:>7.1f} orders/s  "
+        f"delivered {delivered:,}/{run['settled']:,}  "
+        f"peak RSS {run['peak_rss_mib']:.1f} MiB "
+        f"(before the batch {run['peak_rss_before_batch_mib']:.1f})  "
+        f"CPU client {run['client_cpu_share']:.0%} sandbox {run['sandbox_cpu_share']:.0%}  "
+        f"TG calls/order {run['trongrid_calls_per_order']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

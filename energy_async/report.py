@@ -44,7 +44,8 @@ def render_result(result: DeliveryResult) -> str:
         f"{_num(evidence.energy_after)}"
         + (f" ({delta:+,})" if delta is not None else "")
         + f"; expected {_num(evidence.expected_energy)} (tolerance {_num(evidence.tolerance)})"
-        + f"; this order's {_num(evidence.attributed_energy)}"
+        + "; this order's "
+        + (_num(evidence.attributed_energy) if evidence.attributed_energy else "none")
     )
     tx = evidence.delegation
     if tx is not None:

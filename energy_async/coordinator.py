@@ -472,8 +472,14 @@ class Coordinator:
         provider = provider_finding(watch.order.phase if watch.order else None)
         if watch.order is None and watch.claimed_at is not None:
             provider = ProviderFinding.FAILED  # the replay was refused: nothing was bought
+        # "Nothing on chain" answers a claim only once the chain was asked about the tx the
+        # provider named: a look still in flight (slow or throttled TronGrid) proves nothing.
+        named = watch.order.delegate_hash if watch.order is not None else None
+        named_unread = bool(named) and watch.tx is None
         grace_over = (
-            watch.claimed_at is not None and now - watch.claimed_at >= self.poll.confirm_grace
+            watch.claimed_at is not None
+            and now - watch.claimed_at >= self.poll.confirm_grace
+            and not named_unread
         ) or self._named_tx_delivers_nothing(watch)
         verdict = decide(provider, chain, final=final, grace_over=grace_over)
         if verdict is Verdict.DELIVERED:

@@ -197,7 +197,7 @@ async def run_level(sandbox: RunningSandbox, concurrency: int, orders: int, spee
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=300, help="orders per concurrency level")
+    parser.add_argument("--orders", type=int, default=500, help="orders per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 128])
     parser.add_argument("--speed", type=float, default=100.0, help="chain clock multiplier")
     args = parser.parse_args()

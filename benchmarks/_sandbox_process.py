@@ -156,7 +156,10 @@ def scaled_poll(speed: float) -> PollPolicy:
 
 
 def source_version() -> dict[str, object]:
-    """The commit energy_async was imported from, and its files that differ from that commit."""
+    """Which energy_async code runs: the last commit that touched it, and uncommitted files.
+
+    Call it before and after a run: other work may land in the same checkout meanwhile.
+    """
     package = Path(energy_async.__file__).parent
 
     def git(*args: str) -> str:
@@ -167,6 +170,6 @@ def source_version() -> dict[str, object]:
 
     return {
         "path": str(package),
-        "commit": git("rev-parse", "HEAD") or None,
+        "last_commit": git("log", "-1", "--format=%h %s", "--", ".") or None,
         "uncommitted": git("status", "--porcelain", "--", ".").splitlines(),
     }

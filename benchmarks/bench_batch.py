@@ -165,6 +165,7 @@ def main() -> None:
     large = 1_000 if args.quick else args.orders
     small = max(1, large // 10)
 
+    source = source_version()
     runs: list[dict[str, Any]] = []
     for index, size in enumerate((small, large)):
         first_with_journal = index % 2 == 1  # alternate, so load drift hits both alike
@@ -202,13 +203,16 @@ def main() -> None:
             "client_cpu_ms_per_order_without": pick(large, False)["client_cpu_ms_per_order"],
             "client_cpu_ms_per_order_with": pick(large, True)["client_cpu_ms_per_order"],
         },
-        "energy_async": source_version(),
+        "energy_async": source,
         "versions": {
             "python": sys.version.split()[0],
             **{package: version(package) for package in ("aiohttp", "msgspec", "anyio")},
         },
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
     }
+    if source_version() != source:
+        source["changed_during_run"] = True  # clients started later may have run newer code
+        print("warning: energy_async changed in this checkout during the run", file=sys.stderr)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     ratio = result["peak_rss_ratio_large_vs_small"]

@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=100.0, help="chain clock multiplier")
     args = parser.parse_args()
 
+    source = source_version()
     levels: list[dict[str, Any]] = []
     with sandbox_process(speed=args.speed, targets=TARGETS) as sandbox:
         drift_before = chain_drift_ms(sandbox.info)
@@ -231,13 +232,16 @@ def main() -> None:
             "after": round(drift_after, 2),
         },
         "levels": levels,
-        "energy_async": source_version(),
+        "energy_async": source,
         "versions": {
             "python": sys.version.split()[0],
             **{package: version(package) for package in ("aiohttp", "msgspec", "anyio")},
         },
         "machine": f"{platform.system()} {platform.machine()}",
     }
+    if source_version() != source:
+        source["changed_during_run"] = True  # clients started later may have run newer code
+        print("warning: energy_async changed in this checkout during the run", file=sys.stderr)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     _print_table(result)

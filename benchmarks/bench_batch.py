@@ -149,7 +149,9 @@ def _in_child(
         if client.is_alive():
             client.terminate()
             client.join()
-    result["sandbox_cpu_share"] = round((sandbox.cpu_seconds() - server_cpu) / result["wall_s"], 2)
+    server_cpu = sandbox.cpu_seconds() - server_cpu
+    result["sandbox_cpu_share"] = round(server_cpu / result["wall_s"], 2)
+    result["sandbox_cpu_ms_per_order"] = round(server_cpu / result["settled"] * 1000, 2)
     if client.exitcode != 0:
         raise RuntimeError(f"the client process exited with {client.exitcode}")
     return result
@@ -239,7 +241,8 @@ def _row(run: dict[str, Any]) -> str:
         f"delivered {delivered:,}/{run['settled']:,}  "
         f"peak RSS {run['peak_rss_mib']:.1f} MiB "
         f"(before the batch {run['peak_rss_before_batch_mib']:.1f})  "
-        f"CPU client {run['client_cpu_share']:.0%} sandbox {run['sandbox_cpu_share']:.0%}  "
+        f"CPU ms/order client {run['client_cpu_ms_per_order']:.2f} "
+        f"sandbox {run['sandbox_cpu_ms_per_order']:.2f}  "
         f"TG calls/order {run['trongrid_calls_per_order']:.2f}"
     )
 

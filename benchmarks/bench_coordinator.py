@@ -124,6 +124,9 @@ class Level:
             "verified_orders_per_s": round(len(calls) / self.wall, 1),
             "client_cpu_share": round(self.cpu / self.wall, 2),
             "sandbox_cpu_share": round(self.sandbox_cpu / self.wall, 2),
+            # Less at the mercy of a shared machine than orders/s: CPU spent per order.
+            "client_cpu_ms_per_order": round(self.cpu / len(calls) * 1000, 2),
+            "sandbox_cpu_ms_per_order": round(self.sandbox_cpu / len(calls) * 1000, 2),
             "trongrid_calls_per_verified": _mean_max(calls),
             "provider_calls_per_verified": _mean_max(self.provider_calls),
             "attributed_by": {
@@ -254,7 +257,8 @@ def _print_table(result: dict[str, Any]) -> None:
     print(f"chain x{speed:g} (block {result['block_ms']:g} ms), default PollPolicy / {speed:g}")
     header = (
         f"{'concurrency':>11} {'verified/s':>10} {'delivered':>10} {'TG calls mean/max':>18} "
-        f"{'incl->verdict p50/p99 ms':>25} {'(blocks)':>12} {'CPU client/sandbox':>19}"
+        f"{'incl->verdict p50/p99 ms':>25} {'(blocks)':>12} {'CPU client/sandbox':>19} "
+        f"{'CPU ms/order':>13}"
     )
     print(header)
     for level in result["levels"]:
@@ -267,7 +271,8 @@ def _print_table(result: dict[str, Any]) -> None:
             f"{calls['mean']:>12.2f}/{calls['max']:<5} "
             f"{ms['p50']:>15.1f}/{ms['p99']:<9.1f} "
             f"{blocks['p50']:>5.2f}/{blocks['p99']:<6.2f} "
-            f"{level['client_cpu_share']:>12.0%}/{level['sandbox_cpu_share']:<6.0%}"
+            f"{level['client_cpu_share']:>12.0%}/{level['sandbox_cpu_share']:<6.0%} "
+            f"{level['client_cpu_ms_per_order']:>6.2f}/{level['sandbox_cpu_ms_per_order']:<6.2f}"
         )
     check = result["inclusion_clock_check_ms"]
     print(

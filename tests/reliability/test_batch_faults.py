@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from energy_async import CatFee, Coordinator, PollPolicy, ProviderSession, Verdict, Verifier
 from energy_async._http import RateLimiter, RetryPolicy
 from energy_async.journal import EntryState, Journal
 from energy_async.models import DeliveryResult
-from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Sandbox
+from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Fault, Sandbox
+from tests.coordination import stage, tick_after_create
 from tests.reliability.truth import audit, stage_faults
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]
@@ -100,3 +102,29 @@ async def test_2000_orders_under_every_fault_settle_once_each_and_none_falsely_d
             f"\nreliability: {ORDERS} orders in {elapsed:.1f} s ({ORDERS / elapsed:.0f} orders/s), "
             f"{books.summary()}, faults dealt {sum(dealt.values())}"
         )
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: at the deadline, a delegate_hash the chain was never asked about reads "
+    "as 'nothing on chain', so a delivered order settles as PROVIDER_MISMATCH",
+)
+async def test_a_deadline_cutting_the_look_at_the_named_tx_does_not_accuse_the_provider() -> None:
+    # The CLI's crash run showed it with a 4 s deadline: the chain loop's look at the tx the
+    # provider named was still retrying a throttled TronGrid when the deadline came.
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.trongrid.faults.inject(
+            Fault.LATENCY, times=50, endpoint="gettransactionbyid", delay=1.0
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick_after_create, st.sandbox, st.sandbox.catfee)
+            result = await st.catfee.buy(target=target, energy=ENERGY, deadline=0.6)
+            group.cancel_scope.cancel()
+    order = next(o for o in st.sandbox.catfee.orders.values() if o.receiver == target)
+    assert order.delegate_hash is not None
+    assert st.sandbox.chain.tx_state(order.delegate_hash) in ("included", "solid")
+    assert result.order is not None and result.order.delegate_hash == order.delegate_hash
+    assert result.evidence.delegation is None  # the chain never answered about the tx
+    assert result.verdict is not Verdict.PROVIDER_MISMATCH

@@ -30,6 +30,7 @@ from energy_async.errors import (
     ProviderError,
 )
 from energy_async.models import (
+    ConfirmStatus,
     DelegatedResource,
     DelegationTx,
     DeliveryResult,
@@ -54,6 +55,8 @@ __all__ = ["ENERGY_PER_TRANSFER", "Coordinator", "PollPolicy"]
 log = logging.getLogger("energy_async.coordinator")
 
 ENERGY_PER_TRANSFER = 65_000  # Mefree `count` mode: energy for one USDT transfer (providers.md 2.4)
+
+_RECLAIMED = frozenset({ConfirmStatus.RECLAIM_CONFIRMED, ConfirmStatus.RECLAIM_CONFIRMED_FAIL})
 
 # Our orders in flight per target, for every Coordinator in this process: a raw EnergyLimit
 # delta cannot be attributed to one of them while another is in flight to the same address.
@@ -110,6 +113,7 @@ class _Watch:
     fatal: EnergyError | None = None  # wrong credentials or input: not a verdict, re-raised
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    tx_named: anyio.Event = field(default_factory=anyio.Event)  # wakes the chain loop
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -340,9 +344,15 @@ class Coordinator:
     ) -> None:
         interval = self.poll.initial_interval
         while True:
-            # The target was read just before the create: first give the order a moment.
-            await anyio.sleep(interval)
-            interval = min(interval * self.poll.backoff, self.poll.max_interval)
+            # Wait out the backoff, unless the provider names a tx: then look at once.
+            # (The target was read just before the create, so waiting first costs nothing.)
+            with anyio.move_on_after(interval):
+                await watch.tx_named.wait()
+            if watch.tx_named.is_set():
+                watch.tx_named = anyio.Event()
+                interval = self.poll.initial_interval
+            else:
+                interval = min(interval * self.poll.backoff, self.poll.max_interval)
             await self._poll_chain(watch)
             decide_now(group.cancel_scope)
             if self._budget_spent(watch):
@@ -390,12 +400,22 @@ class Coordinator:
             previous.delegate_hash,
         ) != (change.status, change.confirm_status, change.delegate_hash):
             watch.evidence.status_history.append(change)
+        named_now = order.delegate_hash and (
+            watch.order is None or watch.order.delegate_hash != order.delegate_hash
+        )
         watch.order = order
+        if named_now:
+            watch.tx_named.set()
         if watch.claimed_at is None and order.phase in (OrderPhase.CONFIRMED, OrderPhase.FAILED):
             watch.claimed_at = anyio.current_time()
 
     async def _poll_chain(self, watch: _Watch) -> None:
-        """One look at the chain, spending only the calls this stage needs."""
+        """One look at the chain, spending only the calls this stage needs.
+
+        What a look learns is published together (tx, record and snapshot, with no await in
+        between), so a decision taken by the provider loop meanwhile never mixes a new tx
+        with a snapshot from before it landed.
+        """
         if self._budget_spent(watch):
             return
         meter = watch.chain_meter
@@ -403,35 +423,50 @@ class Coordinator:
         try:
             if not delegate_hash:
                 # Nothing named yet: the EnergyLimit is all there is to watch.
-                await self._snapshot_after(watch)
-                return
-            if not self._tx_settled(watch.tx):
-                seen_before = watch.tx is not None and watch.tx.found
-                watch.tx = await self.verifier.delegation(delegate_hash, meter=meter)
+                watch.after = await self.verifier.snapshot(watch.target, meter=meter)
                 watch.chain_answered = True
-                if seen_before and not watch.tx.found:
+                return
+            tx = watch.tx
+            if tx is None or not self._tx_settled(tx):
+                seen_before = tx is not None and tx.found
+                tx = await self.verifier.delegation(delegate_hash, meter=meter)
+                watch.chain_answered = True
+                if seen_before and not tx.found:
                     watch.note(
                         "the delegation tx was seen pending, then vanished: it expired "
                         "without landing (or a lagging node answered)"
                     )
-                if watch.tx.in_block and watch.evidence.included_at is None:
-                    watch.evidence.included_at = time.time()
-            tx = watch.tx
-            if tx is None or not self._tx_settled(tx) or not self._tx_counts(watch, tx):
-                return
-            if not tx.owner or self._budget_spent(watch):
-                return
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._fetch_record, watch, tx.owner)
-                group.start_soon(self._snapshot_after, watch)
+            counts = self._tx_settled(tx) and self._tx_counts(watch, tx) and bool(tx.owner)
+            if counts and not self._budget_spent(watch):
+                record, after = await self._record_and_snapshot(watch, tx.owner or "")
+                watch.record, watch.after = record, after
+            watch.tx = tx
+            if tx.in_block and watch.evidence.included_at is None:
+                watch.evidence.included_at = time.time()
         except* EnergyError as group:
             names = sorted({type(exc).__name__ for exc in group.exceptions})
             watch.note(f"TronGrid poll failed: {', '.join(names)}")
 
-    async def _fetch_record(self, watch: _Watch, owner: str) -> None:
-        watch.record = await self.verifier.delegated_resource(
-            owner, watch.target, meter=watch.chain_meter
-        )
+    async def _record_and_snapshot(
+        self, watch: _Watch, owner: str
+    ) -> tuple[DelegatedResource | None, ResourceSnapshot | None]:
+        """The delegator's record and the target's energy, read at the same time."""
+        record: DelegatedResource | None = None
+        after: ResourceSnapshot | None = None
+        meter = watch.chain_meter
+
+        async def read_record() -> None:
+            nonlocal record
+            record = await self.verifier.delegated_resource(owner, watch.target, meter=meter)
+
+        async def read_after() -> None:
+            nonlocal after
+            after = await self.verifier.snapshot(watch.target, meter=meter)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read_record)
+            group.start_soon(read_after)
+        return record, after
 
     async def _snapshot_after(self, watch: _Watch) -> None:
         watch.after = await self.verifier.snapshot(watch.target, meter=watch.chain_meter)
@@ -495,6 +530,10 @@ class Coordinator:
     def _chain_finding(self, watch: _Watch, *, final: bool, now: float) -> ChainFinding:
         if not watch.chain_answered:
             return ChainFinding.UNREACHABLE
+        if watch.order is not None and watch.order.delegate_hash and watch.tx is None:
+            # The provider named its tx and the chain was never read about it: that is not
+            # "nothing on chain", and it must never accuse the provider.
+            return ChainFinding.UNREACHABLE
         attributed = self._attributed_energy(watch, final=final, now=now)
         watch.evidence.attributed_energy = attributed
         tolerance = delivery_tolerance(watch.expected)
@@ -512,7 +551,10 @@ class Coordinator:
             if after is None or not after.total_energy_weight:
                 return None  # the totals to price it come from a snapshot
             sun = tx.balance_sun
-            if watch.record is not None and watch.record.energy_sun < sun:
+            rental_over = watch.order is not None and watch.order.confirm_status in _RECLAIMED
+            if rental_over:
+                watch.note("the rental has ended and the provider reclaimed the stake, as agreed")
+            elif watch.record is not None and watch.record.energy_sun < sun:
                 watch.note(
                     f"the delegator's record to the target holds {watch.record.energy_sun} sun, "
                     f"less than the tx's {tx.balance_sun}: part was already reclaimed"

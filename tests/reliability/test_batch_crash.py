@@ -178,11 +178,6 @@ async def test_batch_killed_five_times_and_resumed_buys_every_row_exactly_once(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: on resume after the rental ended, the reclaimed delegated-resource "
-    "record caps the delivered energy at 0 and a delivered order reads PROVIDER_MISMATCH",
-)
 async def test_resume_after_the_rental_ended_still_finds_the_order_delivered(
     tmp_path: Path,
 ) -> None:

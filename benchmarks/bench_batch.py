@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 from _sandbox_process import (
     RunningSandbox,
     SandboxInfo,
@@ -43,12 +44,13 @@ from _sandbox_process import (
 
 from energy_async import CatFee, Coordinator, ProviderSession, Verifier
 from energy_async.journal import Journal
-from energy_async.models import OrderRequest
+from energy_async.models import DeliveryResult, Order, OrderRequest
 
 RESULTS = Path(__file__).parent / "results" / "bench_batch.json"
 ENERGY = 65_000
 DEADLINE = 60.0  # real seconds per order; far beyond any healthy order
 TARGETS = 1024  # orders cycle through this many addresses at every size
+_CHUNK = 256  # intents per journal transaction, as batch.py writes them
 
 
 def _peak_rss_mib() -> float:
@@ -64,11 +66,12 @@ def requests(
 
 async def run_batch(
     info: SandboxInfo, orders: int, concurrency: int, journal_path: str | None
-) -> dict[str, Any]:
-    """One batch; only counters survive each result."""
+) -> tuple[dict[str, Any], DeliveryResult | None]:
+    """One batch; only counters survive each result (and one result, as a sample)."""
     provider = CatFee(api_key=info.api_key, api_secret=info.api_secret, base_url=info.catfee_url)
     verdicts: Counter[str] = Counter()
     trongrid_calls = provider_calls = by_delta_only = 0
+    sample: DeliveryResult | None = None
     async with ProviderSession(provider) as session, Verifier(info.trongrid_url) as verifier:
         coordinator = Coordinator(session, verifier, poll=scaled_poll(info.speed))
         journal = await Journal.open(journal_path) if journal_path else None
@@ -90,6 +93,8 @@ async def run_batch(
                     verdicts[result.verdict] += 1
                     if result.delivered and result.evidence.delegation is None:
                         by_delta_only += 1  # proven by the EnergyLimit delta, no tx named yet
+                    elif sample is None and result.delivered:
+                        sample = result  # full evidence: the most a journal row holds
                     trongrid_calls += result.evidence.trongrid_calls
                     provider_calls += result.evidence.provider_calls
         finally:
@@ -97,7 +102,7 @@ async def run_batch(
                 await journal.aclose()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     settled = sum(verdicts.values())
-    return {
+    figures = {
         "orders": orders,
         "journal": journal_path is not None,
         "settled": settled,
@@ -113,6 +118,7 @@ async def run_batch(
         "peak_rss_before_batch_mib": round(rss_before, 1),
         "peak_rss_mib": round(_peak_rss_mib(), 1),
     }
+    return figures, sample
 
 
 def _client(
@@ -121,13 +127,15 @@ def _client(
     """A fresh process per run, so its peak RSS is this run's alone."""
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as directory:
         path = os.path.join(directory, "journal.sqlite") if journal else None
-        result = anyio.run(run_batch, info, orders, concurrency, path)
+        result, sample = anyio.run(run_batch, info, orders, concurrency, path)
         if path is not None:
             result["journal_bytes_per_order"] = round(os.path.getsize(path) / result["settled"])
-        conn.send(result)
+        conn.send((result, sample))
 
 
-def measure(orders: int, concurrency: int, journal: bool, speed: float) -> dict[str, Any]:
+def measure(
+    orders: int, concurrency: int, journal: bool, speed: float
+) -> tuple[dict[str, Any], DeliveryResult | None]:
     """One run: a fresh sandbox process and a fresh client process."""
     with sandbox_process(speed=speed, targets=TARGETS) as sandbox:
         return _in_child(sandbox, orders, concurrency, journal)
@@ -135,7 +143,7 @@ def measure(orders: int, concurrency: int, journal: bool, speed: float) -> dict[
 
 def _in_child(
     sandbox: RunningSandbox, orders: int, concurrency: int, journal: bool
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], DeliveryResult | None]:
     parent, child = multiprocessing.Pipe()
     client = multiprocessing.get_context("spawn").Process(
         target=_client, args=(child, sandbox.info, orders, concurrency, journal)
@@ -143,7 +151,7 @@ def _in_child(
     server_cpu = sandbox.cpu_seconds()
     client.start()
     try:
-        result: dict[str, Any] = parent.recv()
+        result, sample = parent.recv()
     finally:
         client.join(timeout=30)
         if client.is_alive():
@@ -154,7 +162,60 @@ def _in_child(
     result["sandbox_cpu_ms_per_order"] = round(server_cpu / result["settled"] * 1000, 2)
     if client.exitcode != 0:
         raise RuntimeError(f"the client process exited with {client.exitcode}")
-    return result
+    return result, sample
+
+
+def journal_alone(sample: DeliveryResult, orders: int, concurrency: int) -> dict[str, Any]:
+    """The journal's own cost: a batch's writes with no network, at the batch's concurrency."""
+    with tempfile.TemporaryDirectory(prefix="bench_journal_") as directory:
+        path = os.path.join(directory, "journal.sqlite")
+        figures = anyio.run(_journal_writes, path, sample, orders, concurrency)
+        figures["bytes_per_order"] = round(os.path.getsize(path) / orders)
+    return figures
+
+
+async def _journal_writes(
+    path: str, sample: DeliveryResult, orders: int, concurrency: int
+) -> dict[str, Any]:
+    """Write ``orders`` orders' entries into a new journal at ``path``.
+
+    Per order, as a batch writes them: its intent (in chunks of 256), sent, the order as
+    created and once more at a status change, and the result (``sample``'s, re-keyed).
+    """
+    order = sample.order
+    assert order is not None, "the sample is a delivered order"
+    slots = anyio.Semaphore(concurrency)
+
+    async def one(result: DeliveryResult, order: Order) -> None:
+        try:
+            cid = result.client_order_id
+            await journal.mark_sent(cid)
+            await journal.record_order(cid, order)
+            await journal.record_order(cid, order)
+            await journal.record_result(cid, result)
+        finally:
+            slots.release()
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    async with await Journal.open(path) as journal, anyio.create_task_group() as group:
+        for start in range(0, orders, _CHUNK):
+            cids = [f"bench-{index:08d}" for index in range(start, min(start + _CHUNK, orders))]
+            requests = [msgspec.structs.replace(sample.request, client_order_id=c) for c in cids]
+            await journal.record_intents(sample.provider, requests)
+            for cid, request in zip(cids, requests, strict=True):
+                rekeyed = msgspec.structs.replace(order, client_order_id=cid)
+                result = msgspec.structs.replace(
+                    sample, client_order_id=cid, request=request, order=rekeyed
+                )
+                await slots.acquire()
+                group.start_soon(one, result, rekeyed)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "orders": orders,
+        "concurrency": concurrency,
+        "orders_per_s": round(orders / wall, 1),
+        "cpu_ms_per_order": round(cpu / orders * 1000, 3),
+    }
 
 
 def main() -> None:
@@ -169,12 +230,17 @@ def main() -> None:
 
     source = source_version()
     runs: list[dict[str, Any]] = []
+    sample: DeliveryResult | None = None
     for index, size in enumerate((small, large)):
         first_with_journal = index % 2 == 1  # alternate, so load drift hits both alike
         for journal in (first_with_journal, not first_with_journal):
-            run = measure(size, args.concurrency, journal, args.speed)
+            run, found = measure(size, args.concurrency, journal, args.speed)
+            sample = sample or found
             runs.append(run)
             print(_row(run), flush=True)
+
+    # The same writes with no network in between: what the journal itself costs.
+    alone = None if sample is None else journal_alone(sample, large, args.concurrency)
 
     def pick(size: int, journal: bool) -> dict[str, Any]:
         return next(r for r in runs if r["orders"] == size and r["journal"] is journal)
@@ -204,6 +270,16 @@ def main() -> None:
             ),
             "client_cpu_ms_per_order_without": pick(large, False)["client_cpu_ms_per_order"],
             "client_cpu_ms_per_order_with": pick(large, True)["client_cpu_ms_per_order"],
+            # The journal's awaits shift when the coordinator looks at what; an order the chain
+            # shows before the provider names its tx is proven by the EnergyLimit delta alone,
+            # which costs fewer calls. Compare these before reading the ratio above as a cost.
+            "delivered_by_energy_limit_delta_only_without": pick(large, False)[
+                "delivered_by_energy_limit_delta_only"
+            ],
+            "delivered_by_energy_limit_delta_only_with": pick(large, True)[
+                "delivered_by_energy_limit_delta_only"
+            ],
+            "journal_alone": alone,
         },
         "energy_async": source,
         "versions": {
@@ -230,6 +306,12 @@ def main() -> None:
         f"{cost['client_cpu_ms_per_order_with']:.2f} vs "
         f"{cost['client_cpu_ms_per_order_without']:.2f} ms/order"
     )
+    if alone is not None:
+        print(
+            f"journal alone, {large:,} orders' writes at {args.concurrency} in flight: "
+            f"{alone['orders_per_s']:,.0f} orders/s, {alone['cpu_ms_per_order']:.3f} ms CPU/order, "
+            f"{alone['bytes_per_order']:,} bytes/order"
+        )
     print(f"written to {RESULTS}")
 
 

@@ -134,6 +134,10 @@ def _servlet(
             body = handler(chain, call)
         except _NodeError as error:
             body = {"Error": str(error)}
+        except ConnectionResetError:
+            # The client left mid-request (its deadline cut it): nobody to answer, no error.
+            control.record(request.method, request.raw_path, endpoint, 0)
+            raise web.HTTPBadRequest() from None
         if fault is not None and fault.fault is Fault.LOST_RESPONSE:
             return _drop(request, control, endpoint)
         response = _late_fault(fault, body)

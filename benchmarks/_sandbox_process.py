@@ -4,8 +4,9 @@
 its memory stays flat over long runs, and hands back what a client needs: the CatFee and
 TronGrid URLs, the test credentials, a pool of activated targets, and the chain clock's anchor,
 so that a block's timestamp (chain time) maps back to the real moment the block was produced.
-``scaled_poll`` fits the coordinator's default poll policy to the fast clock, and
-``source_version`` says which energy_async code a figure was measured on.
+``clients`` opens a CatFee session and a Verifier on it, ``scaled_poll`` fits the
+coordinator's default poll policy to the fast clock, and ``source_version`` says which
+energy_async code a figure was measured on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -23,16 +24,23 @@ import anyio
 import msgspec
 
 import energy_async
-from energy_async import PollPolicy
+from energy_async import CatFee, PollPolicy, ProviderSession, Verifier
+from energy_async._http import LOOPBACK_RATE, RateLimiter
 
 __all__ = [
+    "LIFTED_RATE",
     "RunningSandbox",
     "SandboxInfo",
     "chain_drift_ms",
+    "clients",
+    "rate_limits",
     "sandbox_process",
     "scaled_poll",
     "source_version",
 ]
+
+
+LIFTED_RATE = 1e9  # requests per second: the limiters stay in the path, their rate out of reach
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,33 @@ def chain_drift_ms(info: SandboxInfo) -> float:
     after = time.time()
     predicted = info.anchor_chain + ((before + after) / 2 - info.anchor_real) * info.speed
     return (state.chain_time - predicted) * 1000 / info.speed
+
+
+@asynccontextmanager
+async def clients(
+    info: SandboxInfo, *, lift_limits: bool = True
+) -> AsyncIterator[tuple[ProviderSession, Verifier]]:
+    """A CatFee session and a Verifier on the sandbox.
+
+    On loopback each client still allows only ``LOOPBACK_RATE`` requests per second by default,
+    which a coordinator with 128 orders in flight reaches (about 10 requests per order), so
+    with ``lift_limits`` the figures measure the code rather than that default.
+    """
+    provider = CatFee(api_key=info.api_key, api_secret=info.api_secret, base_url=info.catfee_url)
+    limiter = RateLimiter(LIFTED_RATE) if lift_limits else None
+    rate = LIFTED_RATE if lift_limits else None
+    async with (
+        ProviderSession(provider, limiter=limiter) as session,
+        Verifier(info.trongrid_url, rate_limit=rate) as verifier,
+    ):
+        yield session, verifier
+
+
+def rate_limits(lift_limits: bool) -> str:
+    """What the clients' rate limiters allowed, for the results."""
+    if lift_limits:
+        return f"lifted: {LIFTED_RATE:g} requests/s per service (limiter code path kept)"
+    return f"library defaults: {LOOPBACK_RATE:g} requests/s per service on loopback"
 
 
 def scaled_poll(speed: float) -> PollPolicy:

@@ -9,9 +9,12 @@ Reported: orders/s, client and sandbox CPU, peak RSS at each size and their rati
 journal's cost at the same size in the same run.
 
 The chain runs ``--speed`` times faster than mainnet (default 100: a block every 30 ms) and
-the poll policy is the default one scaled by the same factor.
+the poll policy is the default one scaled by the same factor. The clients' rate limiters stay
+in the path with their rate out of reach (``--default-limits`` keeps the loopback default of
+1,000 requests/s per service, which caps a batch at about 140 orders/s).
 
     python benchmarks/bench_batch.py [--orders N] [--quick] [--concurrency C] [--speed X]
+                                     [--default-limits]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -37,12 +41,14 @@ import msgspec
 from _sandbox_process import (
     RunningSandbox,
     SandboxInfo,
+    clients,
+    rate_limits,
     sandbox_process,
     scaled_poll,
     source_version,
 )
 
-from energy_async import CatFee, Coordinator, ProviderSession, Verifier
+from energy_async import Coordinator, ProviderSession
 from energy_async.journal import Journal
 from energy_async.models import DeliveryResult, Order, OrderRequest
 
@@ -64,15 +70,24 @@ def requests(
         yield session.prepare(target=targets[index % len(targets)], energy=ENERGY)
 
 
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One run's settings."""
+
+    orders: int
+    concurrency: int
+    journal: bool
+    lift_limits: bool
+
+
 async def run_batch(
-    info: SandboxInfo, orders: int, concurrency: int, journal_path: str | None
+    info: SandboxInfo, spec: Spec, journal_path: str | None
 ) -> tuple[dict[str, Any], DeliveryResult | None]:
     """One batch; only counters survive each result (and one result, as a sample)."""
-    provider = CatFee(api_key=info.api_key, api_secret=info.api_secret, base_url=info.catfee_url)
     verdicts: Counter[str] = Counter()
     trongrid_calls = provider_calls = by_delta_only = 0
     sample: DeliveryResult | None = None
-    async with ProviderSession(provider) as session, Verifier(info.trongrid_url) as verifier:
+    async with clients(info, lift_limits=spec.lift_limits) as (session, verifier):
         coordinator = Coordinator(session, verifier, poll=scaled_poll(info.speed))
         journal = await Journal.open(journal_path) if journal_path else None
         rss_imported = _peak_rss_mib()
@@ -83,8 +98,8 @@ async def run_batch(
         cpu, wall = time.process_time(), time.perf_counter()
         try:
             batch = coordinator.buy_many(
-                requests(session, info.targets, orders),
-                concurrency=concurrency,
+                requests(session, info.targets, spec.orders),
+                concurrency=spec.concurrency,
                 deadline=DEADLINE,
                 journal=journal,
             )
@@ -103,7 +118,7 @@ async def run_batch(
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     settled = sum(verdicts.values())
     figures = {
-        "orders": orders,
+        "orders": spec.orders,
         "journal": journal_path is not None,
         "settled": settled,
         "verdicts": dict(verdicts),
@@ -121,32 +136,26 @@ async def run_batch(
     return figures, sample
 
 
-def _client(
-    conn: Connection, info: SandboxInfo, orders: int, concurrency: int, journal: bool
-) -> None:
+def _client(conn: Connection, info: SandboxInfo, spec: Spec) -> None:
     """A fresh process per run, so its peak RSS is this run's alone."""
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as directory:
-        path = os.path.join(directory, "journal.sqlite") if journal else None
-        result, sample = anyio.run(run_batch, info, orders, concurrency, path)
+        path = os.path.join(directory, "journal.sqlite") if spec.journal else None
+        result, sample = anyio.run(run_batch, info, spec, path)
         if path is not None:
             result["journal_bytes_per_order"] = round(os.path.getsize(path) / result["settled"])
         conn.send((result, sample))
 
 
-def measure(
-    orders: int, concurrency: int, journal: bool, speed: float
-) -> tuple[dict[str, Any], DeliveryResult | None]:
+def measure(spec: Spec, speed: float) -> tuple[dict[str, Any], DeliveryResult | None]:
     """One run: a fresh sandbox process and a fresh client process."""
     with sandbox_process(speed=speed, targets=TARGETS) as sandbox:
-        return _in_child(sandbox, orders, concurrency, journal)
+        return _in_child(sandbox, spec)
 
 
-def _in_child(
-    sandbox: RunningSandbox, orders: int, concurrency: int, journal: bool
-) -> tuple[dict[str, Any], DeliveryResult | None]:
+def _in_child(sandbox: RunningSandbox, spec: Spec) -> tuple[dict[str, Any], DeliveryResult | None]:
     parent, child = multiprocessing.Pipe()
     client = multiprocessing.get_context("spawn").Process(
-        target=_client, args=(child, sandbox.info, orders, concurrency, journal)
+        target=_client, args=(child, sandbox.info, spec)
     )
     server_cpu = sandbox.cpu_seconds()
     client.start()
@@ -224,6 +233,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 orders (and 100)")
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--speed", type=float, default=100.0, help="chain clock multiplier")
+    parser.add_argument(
+        "--default-limits",
+        action="store_true",
+        help="keep the clients' default rate limits (loopback: 1,000 requests/s per service)",
+    )
     args = parser.parse_args()
     large = 1_000 if args.quick else args.orders
     small = max(1, large // 10)
@@ -234,7 +248,8 @@ def main() -> None:
     for index, size in enumerate((small, large)):
         first_with_journal = index % 2 == 1  # alternate, so load drift hits both alike
         for journal in (first_with_journal, not first_with_journal):
-            run, found = measure(size, args.concurrency, journal, args.speed)
+            spec = Spec(size, args.concurrency, journal, lift_limits=not args.default_limits)
+            run, found = measure(spec, args.speed)
             sample = sample or found
             runs.append(run)
             print(_row(run), flush=True)
@@ -254,6 +269,7 @@ def main() -> None:
         "block_ms": 3000 / args.speed,
         "poll_policy": "the default PollPolicy with every interval divided by the speed",
         "deadline_s": DEADLINE,
+        "rate_limits": rate_limits(not args.default_limits),
         "runs": runs,
         "peak_rss_ratio_large_vs_small": {
             name: round(

@@ -10,9 +10,12 @@ reported too). The sandbox runs in its own process, so its CPU does not count ag
 
 The chain runs ``--speed`` times faster than mainnet (default 100: a block every 30 ms), and
 the poll policy is the default one scaled by the same factor, so latencies in blocks compare
-with mainnet.
+with mainnet. The clients' rate limiters stay in the path with their rate out of reach: their
+loopback default (1,000 requests/s per service) caps 128 orders in flight at about 140/s, which
+``--default-limits`` shows.
 
     python benchmarks/bench_coordinator.py [--orders N] [--concurrency 1 16 128] [--speed X]
+                                           [--default-limits]
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ from _sandbox_process import (
     RunningSandbox,
     SandboxInfo,
     chain_drift_ms,
+    clients,
+    rate_limits,
     sandbox_process,
     scaled_poll,
     source_version,
 )
 
-from energy_async import CatFee, Coordinator, ProviderSession, Verdict, Verifier
+from energy_async import Coordinator, ProviderSession, Verdict, Verifier
 from energy_async.models import DeliveryResult
 
 RESULTS = Path(__file__).parent / "results" / "bench_coordinator.json"
@@ -164,12 +169,12 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
-async def run_level(sandbox: RunningSandbox, concurrency: int, orders: int, speed: float) -> Level:
+async def run_level(
+    sandbox: RunningSandbox, concurrency: int, orders: int, speed: float, lift_limits: bool
+) -> Level:
     info = sandbox.info
-    provider = CatFee(api_key=info.api_key, api_secret=info.api_secret, base_url=info.catfee_url)
     level = Level(concurrency)
-    # Defaults throughout: on loopback neither client rate-limits, as a user would find them.
-    async with ProviderSession(provider) as session, Verifier(info.trongrid_url) as verifier:
+    async with clients(info, lift_limits=lift_limits) as (session, verifier):
         coordinator = Coordinator(session, verifier, poll=scaled_poll(speed))
         next_order = 0
 
@@ -203,6 +208,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=500, help="orders per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 128])
     parser.add_argument("--speed", type=float, default=100.0, help="chain clock multiplier")
+    parser.add_argument(
+        "--default-limits",
+        action="store_true",
+        help="keep the clients' default rate limits (loopback: 1,000 requests/s per service)",
+    )
     args = parser.parse_args()
 
     source = source_version()
@@ -210,7 +220,9 @@ def main() -> None:
     with sandbox_process(speed=args.speed, targets=TARGETS) as sandbox:
         drift_before = chain_drift_ms(sandbox.info)
         for concurrency in args.concurrency:
-            level = anyio.run(run_level, sandbox, concurrency, args.orders, args.speed)
+            level = anyio.run(
+                run_level, sandbox, concurrency, args.orders, args.speed, not args.default_limits
+            )
             levels.append(level.summary(args.speed))
         drift_after = chain_drift_ms(sandbox.info)
 
@@ -230,6 +242,7 @@ def main() -> None:
             "require_solid": poll.require_solid,
         },
         "deadline_s": DEADLINE,
+        "rate_limits": rate_limits(not args.default_limits),
         "inclusion_clock_check_ms": {
             "before": round(drift_before, 2),
             "after": round(drift_after, 2),

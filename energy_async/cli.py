@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -25,11 +26,12 @@ from energy_async.errors import (
     JournalError,
     OutcomeUnknown,
 )
-from energy_async.models import DeliveryResult, OrderRequest, Verdict
+from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 if TYPE_CHECKING:
-    from energy_async.batch import SpendGuard
+    from energy_async.batch import BatchRun, SpendGuard
     from energy_async.coordinator import Coordinator
+    from energy_async.journal import Journal
     from energy_async.providers import Provider
 
 __all__ = ["exit_code", "main"]
@@ -266,7 +268,7 @@ async def _run_batch(
         if problem_count:
             _say(f"skipping {problem_count} bad row(s):\n{problems_text(problems, problem_count)}")
 
-        def good_requests() -> Any:
+        def good_requests() -> Iterator[OrderRequest]:
             for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
                 if isinstance(item, OrderRequest):
                     yield item
@@ -295,7 +297,7 @@ async def _run_batch(
             await journal.aclose()
 
 
-async def _record_all(journal: Any, provider: str, requests: Any) -> None:
+async def _record_all(journal: Journal, provider: str, requests: Iterable[OrderRequest]) -> None:
     chunk = []
     for request in requests:
         chunk.append(request)
@@ -306,7 +308,7 @@ async def _record_all(journal: Any, provider: str, requests: Any) -> None:
         await journal.record_intents(provider, chunk)
 
 
-async def _recorded_run_id(journal: Any) -> str | None:
+async def _recorded_run_id(journal: Journal) -> str | None:
     """The run id behind generated ids (``ea-<run>-<line>``), so a resume makes the same ids."""
     async for entry in journal.iter_entries():
         parts = entry.client_order_id.split("-")
@@ -315,7 +317,9 @@ async def _recorded_run_id(journal: Any) -> str | None:
     return None
 
 
-async def _drain(args: argparse.Namespace, batch: Any, total: int) -> int:
+async def _drain(
+    args: argparse.Namespace, batch: AbstractAsyncContextManager[BatchRun], total: int
+) -> int:
     from energy_async.report import Progress, render_summary
 
     progress = Progress(total, sys.stderr)
@@ -377,7 +381,7 @@ def _say(text: str, stream: TextIO | None = None) -> None:
     print(text, file=stream or sys.stderr, flush=True)
 
 
-def _say_order(order: Any) -> None:
+def _say_order(order: Order) -> None:
     from energy_async.report import render_order
 
     _say(render_order(order))

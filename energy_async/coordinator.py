@@ -107,6 +107,7 @@ class _Watch:
     record: DelegatedResource | None = None
     chain_answered: bool = False
     ordered_clock: float | None = None  # anyio clock at the first create attempt
+    silent_after_grace: bool = False  # the provider answered after the grace, naming no tx
     claimed_at: float | None = None  # when the provider first said confirmed or failed
     refused: bool = False  # the provider refused the create: nothing was bought
     create_unsettled: bool = False  # a create was sent whose outcome is not known yet
@@ -400,6 +401,9 @@ class Coordinator:
             previous.delegate_hash,
         ) != (change.status, change.confirm_status, change.delegate_hash):
             watch.evidence.status_history.append(change)
+        if not order.delegate_hash and watch.ordered_clock is not None:
+            waited = anyio.current_time() - watch.ordered_clock
+            watch.silent_after_grace |= waited >= self.poll.confirm_grace
         named_now = order.delegate_hash and (
             watch.order is None or watch.order.delegate_hash != order.delegate_hash
         )
@@ -573,12 +577,17 @@ class Coordinator:
         if _IN_FLIGHT[watch.target] > 1:
             watch.note("EnergyLimit rose, but another order to this address is in flight")
             return None
-        # Another process may be buying for this address too. A working provider names its tx
-        # within the grace period, and then the tx decides; only a provider that stays silent
-        # (or the deadline) lets the delta speak.
-        waited = now - (watch.ordered_clock if watch.ordered_clock is not None else now)
-        if not final and waited < self.poll.confirm_grace:
-            return None
+        # Another process (or person) may be delegating to this address too. A working
+        # provider names its tx, and then the tx decides; the delta speaks only for a provider
+        # that never answered within the grace period, or that answered after it and still
+        # named no tx (or at the deadline). A merely slow poll of ours is not such an answer.
+        if not final:
+            if watch.order is None:
+                started = watch.ordered_clock if watch.ordered_clock is not None else now
+                if now - started < self.poll.confirm_grace:
+                    return None
+            elif not watch.silent_after_grace:
+                return None
         watch.note("attributed by the EnergyLimit delta only: no delegation tx was named")
         return delta
 

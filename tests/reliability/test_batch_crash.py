@@ -43,7 +43,16 @@ TRONGRID_ENDPOINTS = (
     "solidity.gettransactioninfobyid",
     "getdelegatedresourcev2",
 )
-KILL_AFTER = (2.0, 4.0)  # seconds after a run starts talking to the provider, seeded
+# A run is killed after it has printed a seeded random number of new results: a point in the
+# batch, not in time, so every kill lands mid-batch however fast the code gets.
+KILL_AFTER_RESULTS = (40, 110)
+
+
+async def wait_for_results(out: Path, count: int) -> None:
+    """Until the run's output holds ``count`` result lines (the CLI prints one per order)."""
+    # A file has no event to wait on; its content is polled.
+    while (await anyio.Path(out).read_bytes()).count(b'{"verdict"') < count:  # noqa: ASYNC110
+        await anyio.sleep(0.01)
 
 
 async def journal_counts(path: Path) -> dict[str, int]:
@@ -102,12 +111,13 @@ async def test_batch_killed_five_times_and_resumed_buys_every_row_exactly_once(
         ]
         for run in range(KILLS):
             resume = ["--resume"] if run else []
-            with (tmp_path / f"run{run}.out").open("wb") as out:
+            out_path = tmp_path / f"run{run}.out"
+            with out_path.open("wb") as out:
                 async with await anyio.open_process(
                     [*command, *resume], stdout=out, stderr=out, env=env
                 ) as process:
                     await wait_for_requests(sandbox, sandbox.catfee.control.count())
-                    await anyio.sleep(rng.uniform(*KILL_AFTER))
+                    await wait_for_results(out_path, rng.randint(*KILL_AFTER_RESULTS))
                     running = process.returncode is None
                     process.send_signal(signal.SIGKILL)
                     assert await process.wait() == -signal.SIGKILL or not running

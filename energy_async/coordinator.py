@@ -310,6 +310,12 @@ class Coordinator:
                 group.start_soon(self._provider_loop, watch, journal, decide_now, group)
                 group.start_soon(self._chain_loop, watch, decide_now, group)
         if verdict is None:
+            named = watch.order is not None and watch.order.delegate_hash
+            if not named and watch.chain_answered and not self._budget_spent(watch):
+                # No tx was named: at the deadline the EnergyLimit is all there is to judge
+                # by, so take one last, briefly bounded look at it.
+                with anyio.move_on_after(1.0), suppress(EnergyError):
+                    await self._snapshot_after(watch)
             # Once final, the table always answers; UNKNOWN only guards the type.
             verdict = self._decide(watch, final=True, now=anyio.current_time()) or Verdict.UNKNOWN
             watch.note("settled at the deadline")
@@ -426,7 +432,9 @@ class Coordinator:
         delegate_hash = watch.order.delegate_hash if watch.order else None
         try:
             if not delegate_hash:
-                # Nothing named yet: the EnergyLimit is all there is to watch.
+                if watch.order is not None and not watch.silent_after_grace:
+                    return  # the provider is about to name its tx: nothing to read yet
+                # The provider is silent: the EnergyLimit is all there is to watch.
                 watch.after = await self.verifier.snapshot(watch.target, meter=meter)
                 watch.chain_answered = True
                 return

@@ -11,12 +11,17 @@ energy_async code a figure was measured on.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import platform
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -208,3 +213,18 @@ def source_version() -> dict[str, object]:
         "last_commit": git("log", "-1", "--format=%h %s", "--", ".") or None,
         "uncommitted": git("status", "--porcelain", "--", ".").splitlines(),
     }
+
+
+def write_results(path: Path, result: dict[str, object], source: dict[str, object]) -> None:
+    """Write a run's figures with what they were measured on, flagging code that changed."""
+    result["energy_async"] = source
+    result["versions"] = {
+        "python": sys.version.split()[0],
+        **{package: version(package) for package in ("aiohttp", "msgspec", "anyio")},
+    }
+    result["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    if source_version() != source:
+        source["changed_during_run"] = True  # clients started later may have run newer code
+        print("warning: energy_async changed in this checkout during the run", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

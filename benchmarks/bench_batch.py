@@ -20,18 +20,14 @@ in the path with their rate out of reach (``--default-limits`` keeps the loopbac
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import platform
 import resource
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -46,6 +42,7 @@ from _sandbox_process import (
     sandbox_process,
     scaled_poll,
     source_version,
+    write_results,
 )
 
 from energy_async import Coordinator, ProviderSession
@@ -297,18 +294,8 @@ def main() -> None:
             ],
             "journal_alone": alone,
         },
-        "energy_async": source,
-        "versions": {
-            "python": sys.version.split()[0],
-            **{package: version(package) for package in ("aiohttp", "msgspec", "anyio")},
-        },
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
     }
-    if source_version() != source:
-        source["changed_during_run"] = True  # clients started later may have run newer code
-        print("warning: energy_async changed in this checkout during the run", file=sys.stderr)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result, source)
     ratio = result["peak_rss_ratio_large_vs_small"]
     cost = result["journal_cost"]
     print(

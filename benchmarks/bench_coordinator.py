@@ -21,13 +21,9 @@ loopback default (1,000 requests/s per service) caps 128 orders in flight at abo
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +37,7 @@ from _sandbox_process import (
     sandbox_process,
     scaled_poll,
     source_version,
+    write_results,
 )
 
 from energy_async import Coordinator, ProviderSession, Verdict, Verifier
@@ -248,18 +245,8 @@ def main() -> None:
             "after": round(drift_after, 2),
         },
         "levels": levels,
-        "energy_async": source,
-        "versions": {
-            "python": sys.version.split()[0],
-            **{package: version(package) for package in ("aiohttp", "msgspec", "anyio")},
-        },
-        "machine": f"{platform.system()} {platform.machine()}",
     }
-    if source_version() != source:
-        source["changed_during_run"] = True  # clients started later may have run newer code
-        print("warning: energy_async changed in this checkout during the run", file=sys.stderr)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result, source)
     _print_table(result)
     print(f"written to {RESULTS}")
 

@@ -274,7 +274,7 @@ async def _produce(
     async with send, aclosing(items), anyio.create_task_group() as workers:
         async for item in items:
             await slots.acquire()
-            energy = _energy(item.request)
+            energy = item.request.expected_energy
             if guard is not None and not item.resumed:
                 await guard.wait_for_price()
                 reason = guard.admit(energy)
@@ -337,9 +337,3 @@ def _not_sent(coordinator: Coordinator, request: OrderRequest, exc: EnergyError)
         ),
         error=str(exc),
     )
-
-
-def _energy(request: OrderRequest) -> int:
-    from energy_async.coordinator import ENERGY_PER_TRANSFER
-
-    return request.energy or (request.transfers or 0) * ENERGY_PER_TRANSFER

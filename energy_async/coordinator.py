@@ -50,11 +50,9 @@ if TYPE_CHECKING:
     from energy_async.session import ProviderSession
     from energy_async.verifier import Verifier
 
-__all__ = ["ENERGY_PER_TRANSFER", "Coordinator", "PollPolicy"]
+__all__ = ["Coordinator", "PollPolicy"]
 
 log = logging.getLogger("energy_async.coordinator")
-
-ENERGY_PER_TRANSFER = 65_000  # Mefree `count` mode: energy for one USDT transfer (providers.md 2.4)
 
 _RECLAIMED = frozenset({ConfirmStatus.RECLAIM_CONFIRMED, ConfirmStatus.RECLAIM_CONFIRMED_FAIL})
 
@@ -179,7 +177,7 @@ class Coordinator:
         watch = _Watch(
             request=request,
             target=request.target,
-            expected=_expected_energy(request),
+            expected=request.expected_energy,
             evidence=Evidence(started_at=time.time()),
         )
         ends_at = anyio.current_time() + deadline
@@ -656,9 +654,3 @@ class Coordinator:
                 f"EnergyLimit rose by {evidence.energy_delta}, more than this order's "
                 f"{attributed}: other delegations arrived in the window"
             )
-
-
-def _expected_energy(request: OrderRequest) -> int:
-    if request.energy is not None:
-        return request.energy
-    return (request.transfers or 0) * ENERGY_PER_TRANSFER

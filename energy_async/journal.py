@@ -563,7 +563,7 @@ def _insert_intents(
                 provider,
                 EntryState.INTENDED,
                 _encode(request).decode(),
-                request.energy or 0,
+                request.expected_energy,
                 now,
                 now,
             ),

@@ -13,6 +13,7 @@ from typing import Any, Self
 import msgspec
 
 __all__ = [
+    "ENERGY_PER_TRANSFER",
     "Account",
     "ActivateStatus",
     "ConfirmStatus",
@@ -116,6 +117,9 @@ class Verdict(enum.StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+ENERGY_PER_TRANSFER = 65_000  # Mefree `count` mode: energy for one USDT transfer (providers.md 2.4)
+
+
 class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One intent to buy, validated before anything is sent.
 
@@ -128,6 +132,13 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     transfers: int | None = None
     duration: str = "1h"
     client_order_id: str = ""
+
+    @property
+    def expected_energy(self) -> int:
+        """The energy this order buys: what spend limits count and delivery is judged by."""
+        if self.energy is not None:
+            return self.energy
+        return (self.transfers or 0) * ENERGY_PER_TRANSFER
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):

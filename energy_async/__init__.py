@@ -31,7 +31,6 @@ if TYPE_CHECKING:
         RateLimited,
         RequestRejected,
         ServiceUnavailable,
-        SpendLimitReached,
         TransientError,
     )
     from energy_async.models import (
@@ -85,7 +84,6 @@ __all__ = [
     "ResourceSnapshot",
     "RetryPolicy",
     "ServiceUnavailable",
-    "SpendLimitReached",
     "TransientError",
     "Verdict",
     "Verifier",
@@ -123,7 +121,6 @@ _MODULES = {
         "RateLimited",
         "RequestRejected",
         "ServiceUnavailable",
-        "SpendLimitReached",
         "TransientError",
     ),
     "models": (

@@ -162,7 +162,6 @@ class BatchRun:
     def __init__(self, receive: ObjectReceiveStream[DeliveryResult]) -> None:
         self._receive = receive
         self.stop_reason: str | None = None
-        self.sent = 0
 
     def __aiter__(self) -> AsyncIterator[DeliveryResult]:
         return self._receive.__aiter__()
@@ -283,7 +282,6 @@ async def _produce(
                     run.stop_reason = reason
                     log.warning("batch stopped sending new orders: %s", reason)
                     break
-            run.sent += 1
             workers.start_soon(
                 _one, coordinator, item, send, slots, deadline, journal, guard, energy
             )

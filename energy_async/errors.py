@@ -31,7 +31,6 @@ __all__ = [
     "RateLimited",
     "RequestRejected",
     "ServiceUnavailable",
-    "SpendLimitReached",
     "TransientError",
 ]
 
@@ -107,10 +106,6 @@ class InvalidOrder(InputError):
 
 class NotSupported(InvalidOrder):
     """The provider cannot do this (a duration or ``transfers`` it does not offer)."""
-
-
-class SpendLimitReached(InputError):
-    """A spend guard would be exceeded; the order was not sent."""
 
 
 # --- the provider answered and said no: retrying will not help ---------------------------------

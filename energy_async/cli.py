@@ -323,20 +323,18 @@ async def _drain(
     from energy_async.report import Progress, render_summary
 
     progress = Progress(total, sys.stderr)
-    any_unknown = False
-    all_delivered = True
     async with batch as run:
         async for result in run:
             progress.add(result)
-            any_unknown |= result.verdict is Verdict.UNKNOWN
-            all_delivered &= result.verdict is Verdict.DELIVERED
             if args.json:
                 _write_json(result)
         stop_reason = run.stop_reason
     progress.finish()
     _say(render_summary(progress, stop_reason))
-    if any_unknown:
+    verdicts = progress.verdicts
+    if verdicts[Verdict.UNKNOWN]:
         return EXIT_UNKNOWN
+    all_delivered = verdicts[Verdict.DELIVERED] == progress.done
     return EXIT_DELIVERED if all_delivered and not stop_reason else EXIT_OTHER
 
 

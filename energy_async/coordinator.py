@@ -433,8 +433,7 @@ class Coordinator:
                 if watch.order is not None and not watch.silent_after_grace:
                     return  # the provider is about to name its tx: nothing to read yet
                 # The provider is silent: the EnergyLimit is all there is to watch.
-                watch.after = await self.verifier.snapshot(watch.target, meter=meter)
-                watch.chain_answered = True
+                await self._snapshot_after(watch)
                 return
             tx = watch.tx
             if tx is None or not self._tx_settled(tx):

@@ -10,15 +10,14 @@ import time
 from collections import Counter
 from typing import TextIO
 
+from energy_async.energy import SUN_PER_TRX
 from energy_async.models import DeliveryResult, Order, ResourceSnapshot, Verdict
 
 __all__ = ["Progress", "render_order", "render_result", "render_snapshot", "render_summary"]
 
-_SUN_PER_TRX = 1_000_000
-
 
 def _trx(sun: int | None) -> str:
-    return "?" if sun is None else f"{sun / _SUN_PER_TRX:,.6f}".rstrip("0").rstrip(".") + " TRX"
+    return "?" if sun is None else f"{sun / SUN_PER_TRX:,.6f}".rstrip("0").rstrip(".") + " TRX"
 
 
 def _num(value: int | None) -> str:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, NoReturn, Self, TypeVar
 
 import aiohttp
 import anyio
+import msgspec
 from anyio.abc import AsyncResource
 from yarl import URL
 
@@ -233,13 +234,8 @@ class ProviderSession(AsyncResource):
         """
         if not request.client_order_id:
             raise InvalidOrder("place() needs a request from prepare() (no client_order_id)")
-        request = self.prepare(  # a request from a journal or a caller is checked like a new one
-            target=request.target,
-            energy=request.energy,
-            transfers=request.transfers,
-            duration=request.duration,
-            client_order_id=request.client_order_id,
-        )
+        # A request from a journal or a caller is checked like a new one.
+        request = self.prepare(**msgspec.structs.asdict(request))
         call = self._build(
             "POST", self._provider.create_path, self._provider.create_query(request), "create"
         )

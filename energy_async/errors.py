@@ -24,6 +24,7 @@ __all__ = [
     "JournalError",
     "NetworkError",
     "NodeError",
+    "NothingBought",
     "NotSupported",
     "OrderNotFound",
     "OutcomeUnknown",
@@ -179,6 +180,23 @@ class OutcomeUnknown(EnergyError):
 
     def __str__(self) -> str:
         return f"{super().__str__()} [client_order_id={self.client_order_id}]"
+
+
+class NothingBought(EnergyError):
+    """A service was unavailable before anything could be bought: nothing was spent.
+
+    Raised when the target could not be read before ordering (so the order could never be
+    verified) or a create provably never left this host (connection refused, DNS failure).
+    Safe to retry as it is; the CLI answers with exit code 4. ``service`` names what was down
+    (a provider's name or ``"trongrid"``) and ``host`` the URL's host, never a full URL.
+    """
+
+    def __init__(
+        self, message: str, *, service: str, host: str | None = None, **kw: Unpack[ErrorContext]
+    ) -> None:
+        super().__init__(message, **kw)
+        self.service = service
+        self.host = host
 
 
 # --- the other side answered something we cannot trust ------------------------------------------

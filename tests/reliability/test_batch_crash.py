@@ -24,7 +24,7 @@ from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Sandbox
 from tests.coordination import stage
 from tests.reliability.truth import audit, stage_faults
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROWS = 800
 ENERGY = 65_000

@@ -21,7 +21,7 @@ from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Fault, Sandb
 from tests.coordination import stage, tick_after_create
 from tests.reliability.truth import audit, stage_faults
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ORDERS = 2_000
 ENERGY = 65_000

@@ -154,13 +154,21 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     status: OrderStatus = OrderStatus.UNKNOWN
     confirm_status: ConfirmStatus = ConfirmStatus.UNKNOWN
     activate_status: ActivateStatus = ActivateStatus.UNKNOWN
-    delegate_hash: str | None = None
+    delegate_hash: str | None = None  # the first of ``delegate_hashes``, kept for compatibility
+    delegate_hashes: tuple[str, ...] = ()  # every delegation tx the provider names for the order
     cost_sun: int | None = None
     activation_cost_sun: int | None = None
     created_at_ms: int | None = None
     expires_at_ms: int | None = None
     balance_after_sun: int | None = None
     raw: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One truth for both names: an adapter may set either, the other follows.
+        if self.delegate_hash and not self.delegate_hashes:
+            msgspec.structs.force_setattr(self, "delegate_hashes", (self.delegate_hash,))
+        elif self.delegate_hashes and self.delegate_hash != self.delegate_hashes[0]:
+            msgspec.structs.force_setattr(self, "delegate_hash", self.delegate_hashes[0])
 
     @property
     def phase(self) -> OrderPhase:

@@ -255,6 +255,10 @@ class Chain:
         # Included but not yet solid, per address: how /walletsolidity/ rewinds head state.
         self._unsolid: deque[_Entry] = deque()
         self._unsolid_by_address: dict[str, deque[_Entry]] = {}
+        # TRC20 tokens and resource usage live in trc20.py, which builds on this module.
+        from energy_async.sandbox.trc20 import Trc20World
+
+        self.trc20 = Trc20World(self)
 
     # -- blocks -------------------------------------------------------------------------------
 
@@ -377,6 +381,11 @@ class Chain:
         if account is None:
             return 0
         return resource_limit(account.energy, TOTAL_ENERGY_LIMIT, self.total_energy_weight)
+
+    def burn(self, address: str, sun: int) -> None:
+        """Take fees from an account's balance (java-tron burns them)."""
+        self._sync()
+        self._accounts[address].balance -= sun
 
     def net_limit(self, address: str, *, solid: bool = False) -> int:
         account = self.account(address, solid=solid)

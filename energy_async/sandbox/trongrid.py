@@ -29,6 +29,12 @@ from energy_async.sandbox.chain import (
     resource_limit,
 )
 from energy_async.sandbox.faults import ActiveFault, Fault, ServiceControl
+from energy_async.sandbox.trc20 import (
+    Trc20World,
+    chain_parameters_body,
+    estimate_energy_body,
+    trigger_constant_body,
+)
 
 __all__ = ["TRONGRID_FAULTS", "build_trongrid_app"]
 
@@ -103,6 +109,14 @@ def build_trongrid_app(chain: Chain, control: ServiceControl) -> web.Application
         ("/wallet/getnowblock", "getnowblock", _now_block),
         ("/walletsolidity/getnowblock", "solidity.getnowblock", _now_block),
         ("/wallet/getnodeinfo", "getnodeinfo", _node_info),
+        # TRC20 transfers (sandbox/trc20.py)
+        (
+            "/wallet/triggerconstantcontract",
+            "triggerconstantcontract",
+            _trc20(trigger_constant_body),
+        ),
+        ("/wallet/estimateenergy", "estimateenergy", _trc20(estimate_energy_body)),
+        ("/wallet/getchainparameters", "getchainparameters", _trc20(chain_parameters_body)),
     ]
     for path, endpoint, handler in routes:
         servlet = _servlet(chain, control, endpoint, handler)
@@ -145,6 +159,10 @@ def _servlet(
         return response
 
     return serve
+
+
+def _trc20(body: Callable[[Trc20World, dict[str, Any], bool], _Body]) -> _Handler:
+    return lambda chain, call: body(chain.trc20, call.params, call.visible)
 
 
 def _not_found(control: ServiceControl) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -326,12 +344,16 @@ def _account_resource(chain: Chain, call: _Call) -> _Body:
     if account is None:
         return {}
     weight = chain.total_energy_weight  # read once: EnergyLimit and the totals must agree
-    body: _Body = {"freeNetLimit": FREE_NET_LIMIT}
+    usage = chain.trc20
+    body: _Body = _nonzero(freeNetUsed=usage.free_net_used(account.address))
+    body["freeNetLimit"] = FREE_NET_LIMIT
+    body.update(_nonzero(NetUsed=usage.net_used(account.address)))
     net_limit = resource_limit(account.bandwidth, TOTAL_NET_LIMIT, TOTAL_NET_WEIGHT)
     if net_limit:
         body["NetLimit"] = net_limit
     body["TotalNetLimit"] = TOTAL_NET_LIMIT
     body["TotalNetWeight"] = TOTAL_NET_WEIGHT
+    body.update(_nonzero(EnergyUsed=usage.energy_used(account.address)))
     energy_limit = resource_limit(account.energy, chain.total_energy_limit, weight)
     if energy_limit:
         body["EnergyLimit"] = energy_limit

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         RateLimited,
         RequestRejected,
         ServiceUnavailable,
+        TokenNotFound,
         TransientError,
     )
     from energy_async.models import (
@@ -46,6 +47,12 @@ if TYPE_CHECKING:
         Verdict,
     )
     from energy_async.providers import CatFee, Mefree, Provider
+    from energy_async.readiness import (
+        ReadinessChecker,
+        ReadyState,
+        TransferPurchase,
+        TransferReadiness,
+    )
     from energy_async.session import ProviderSession, RetryPolicy
     from energy_async.verifier import Verifier
 
@@ -82,10 +89,15 @@ __all__ = [
     "ProviderError",
     "ProviderSession",
     "RateLimited",
+    "ReadinessChecker",
+    "ReadyState",
     "RequestRejected",
     "ResourceSnapshot",
     "RetryPolicy",
     "ServiceUnavailable",
+    "TokenNotFound",
+    "TransferPurchase",
+    "TransferReadiness",
     "TransientError",
     "Verdict",
     "Verifier",
@@ -124,6 +136,7 @@ _MODULES = {
         "RateLimited",
         "RequestRejected",
         "ServiceUnavailable",
+        "TokenNotFound",
         "TransientError",
     ),
     "models": (
@@ -141,6 +154,12 @@ _MODULES = {
         "CatFee",
         "Mefree",
         "Provider",
+    ),
+    "readiness": (
+        "ReadinessChecker",
+        "ReadyState",
+        "TransferPurchase",
+        "TransferReadiness",
     ),
     "session": (
         "ProviderSession",

@@ -45,8 +45,11 @@ from energy_async.models import (
 from energy_async.verdict import ChainFinding, ProviderFinding, decide, provider_finding
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from energy_async.batch import BatchRun, SpendGuard
     from energy_async.journal import Journal
+    from energy_async.readiness import TransferPurchase
     from energy_async.session import ProviderSession
     from energy_async.verifier import Verifier
 
@@ -653,3 +656,29 @@ class Coordinator:
                 f"EnergyLimit rose by {evidence.energy_delta}, more than this order's "
                 f"{attributed}: other delegations arrived in the window"
             )
+
+    async def buy_for_transfer(
+        self,
+        *,
+        sender: str,
+        receiver: str,
+        amount: str | Decimal | int,
+        token: str | None = None,
+        duration: str = "1h",
+        client_order_id: str | None = None,
+        deadline: float = 120.0,
+    ) -> TransferPurchase:
+        """Buy exactly the energy ``sender`` lacks to send ``amount`` (token units, USDT by
+        default) to ``receiver``, verify it like `buy`, and re-read readiness (readiness.py)."""
+        from energy_async.readiness import USDT, buy_for_transfer
+
+        return await buy_for_transfer(
+            self,
+            sender=sender,
+            receiver=receiver,
+            amount=amount,
+            token=token or USDT,
+            duration=duration,
+            client_order_id=client_order_id,
+            deadline=deadline,
+        )

@@ -32,6 +32,7 @@ __all__ = [
     "RateLimited",
     "RequestRejected",
     "ServiceUnavailable",
+    "TokenNotFound",
     "TransientError",
 ]
 
@@ -107,6 +108,10 @@ class InvalidOrder(InputError):
 
 class NotSupported(InvalidOrder):
     """The provider cannot do this (a duration or ``transfers`` it does not offer)."""
+
+
+class TokenNotFound(InputError):
+    """No TRC20 contract at the token address (the node says so); nothing was bought."""
 
 
 # --- the provider answered and said no: retrying will not help ---------------------------------

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import time
-from typing import Annotated, Any, Final, Self, TypeVar
+from typing import Annotated, Any, Final, Protocol, Self, TypeVar
 
 import aiohttp
 import anyio
@@ -150,7 +150,15 @@ class _ErrorOnly(msgspec.Struct, rename="pascal"):
 
 
 _T = TypeVar("_T")
-_Reply = TypeVar("_Reply", _AccountResource, _Transaction, _TransactionInfo, _DelegatedResources)
+
+
+class NodeReply(Protocol):
+    """A decoded java-tron body: whatever it holds, a node error arrives as ``Error``."""
+
+    error: str | None
+
+
+_Reply = TypeVar("_Reply", bound=NodeReply)
 
 _ACCOUNT_RESOURCE = msgspec.json.Decoder(_AccountResource)
 _TRANSACTION = msgspec.json.Decoder(_Transaction)
@@ -285,6 +293,18 @@ class Verifier(AsyncResource):
         payload = {"fromAddress": from_address, "toAddress": to_address, "visible": True}
         reply, _ = await self._post(path, payload, _DELEGATED_RESOURCES, meter)
         return _delegated_from(from_address, to_address, reply, path)
+
+    async def read(
+        self,
+        path: str,
+        payload: dict[str, Any],
+        decoder: msgspec.json.Decoder[_Reply],
+        *,
+        meter: _http.CallMeter | None = None,
+    ) -> _Reply:
+        """Any other TronGrid read (readiness uses it), with the same retries and typed errors."""
+        reply, _ = await self._post(path, payload, decoder, meter)
+        return reply
 
     # --- transport ----------------------------------------------------------------------------
 

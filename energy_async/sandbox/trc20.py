@@ -354,13 +354,10 @@ def trigger_constant_body(
     world: Trc20World, params: dict[str, Any], visible: bool
 ) -> dict[str, Any]:
     """``/wallet/triggerconstantcontract``: a TransactionExtention, errors in ``result``."""
-    try:
-        owner, contract, data = _call(params, visible)
-    except ValueError as error:
-        return {"result": {"code": "OTHER_ERROR", "message": _text(str(error), visible)}}
-    simulation = world.simulate(contract, owner, data)
-    if simulation is None:
-        return _validate_error("Smart contract is not exist.", visible)
+    ran = _run(world, params, visible)
+    if isinstance(ran, dict):
+        return ran
+    owner, contract, data, simulation = ran
     raw = world.raw_data(owner, contract, data)
     result: dict[str, Any] = {"result": True}
     if simulation.reverted:
@@ -401,6 +398,19 @@ def estimate_energy_body(
     """``/wallet/estimateenergy``: ``EstimateEnergyMessage``, or why it cannot answer."""
     if not world.estimate_energy_enabled:
         return _validate_error("this node does not support estimate energy", visible)
+    ran = _run(world, params, visible)
+    if isinstance(ran, dict):
+        return ran
+    simulation = ran[3]
+    if simulation.reverted:
+        return {"result": {"code": "CONTRACT_EXE_ERROR", "message": _text(_REVERT, visible)}}
+    return {"result": {"result": True}, "energy_required": world.estimate_energy(simulation)}
+
+
+def _run(
+    world: Trc20World, params: dict[str, Any], visible: bool
+) -> tuple[str, str, bytes, Simulation] | dict[str, Any]:
+    """(owner, contract, data, simulation), or the body java-tron answers when it cannot run."""
     try:
         owner, contract, data = _call(params, visible)
     except ValueError as error:
@@ -408,9 +418,7 @@ def estimate_energy_body(
     simulation = world.simulate(contract, owner, data)
     if simulation is None:
         return _validate_error("Smart contract is not exist.", visible)
-    if simulation.reverted:
-        return {"result": {"code": "CONTRACT_EXE_ERROR", "message": _text(_REVERT, visible)}}
-    return {"result": {"result": True}, "energy_required": world.estimate_energy(simulation)}
+    return owner, contract, data, simulation
 
 
 def _call(params: dict[str, Any], visible: bool) -> tuple[str, str, bytes]:

@@ -84,6 +84,16 @@ def build_trongrid_app(chain: Chain, control: ServiceControl) -> web.Application
         ("/walletsolidity/getaccount", "solidity.getaccount", _account),
         ("/wallet/gettransactionbyid", "gettransactionbyid", _transaction),
         ("/walletsolidity/gettransactionbyid", "solidity.gettransactionbyid", _transaction),
+        (
+            "/wallet/gettransactionfrompending",
+            "gettransactionfrompending",
+            _pending_transaction,
+        ),
+        (
+            "/wallet/gettransactionlistfrompending",
+            "gettransactionlistfrompending",
+            _pending_list,
+        ),
         ("/wallet/gettransactioninfobyid", "gettransactioninfobyid", _transaction_info),
         (
             "/walletsolidity/gettransactioninfobyid",
@@ -395,14 +405,33 @@ def _account(chain: Chain, call: _Call) -> _Body:
 
 
 def _transaction(chain: Chain, call: _Call) -> _Body:
+    """Wallet.getTransactionById reads the transaction store: only what is in a block."""
     txid = _txid(call)
     if txid is None or call.lagging:
         return {}
     state = chain.tx_state(txid)
     tx = chain.transaction(txid)
-    if tx is None or (call.solid and state != "solid"):
+    if tx is None or state not in (("solid",) if call.solid else ("included", "solid")):
         return {}
     return _transaction_json(tx, call)
+
+
+def _pending_transaction(chain: Chain, call: _Call) -> _Body:
+    """The pending pool's copy; no ``ret``, as the docs' example shows (nothing ran yet)."""
+    txid = _txid(call)
+    if txid is None or call.lagging or chain.tx_state(txid) != "pending":
+        return {}
+    tx = chain.transaction(txid)
+    if tx is None:
+        return {}
+    body = _transaction_json(tx, call)
+    del body["ret"]
+    return body
+
+
+def _pending_list(chain: Chain, call: _Call) -> _Body:
+    txids = [] if call.lagging else chain.pending_txids()
+    return {"txId": txids} if txids else {}
 
 
 def _transaction_json(tx: Transaction, call: _Call) -> _Body:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
+from dataclasses import replace
 
 import pytest
+from tronpy.exceptions import BadSignature
+from tronpy.keys import Signature
 
 from energy_async.sandbox.base58 import decode_address, encode_address
 from energy_async.sandbox.chain import (
@@ -196,6 +200,62 @@ def test_txid_is_sha256_of_protobuf_raw_data(chain: Chain) -> None:
     assert owner_bytes is not None and owner_bytes in raw
     assert tx.expiration_ms - tx.timestamp_ms == TX_EXPIRATION_MS
     assert (tx.lock, tx.lock_period, tx.balance, tx.resource) == (True, 100, 10 * TRX, "ENERGY")
+
+
+def recovered(signature: bytes, txid: str) -> str:
+    """Who signed: the address of the key recovered from ``signature`` over ``txid``."""
+    public = Signature(signature).recover_public_key_from_msg_hash(bytes.fromhex(txid))
+    address: str = public.to_base58check_address()
+    return address
+
+
+def test_every_transaction_is_signed_by_its_owner(chain: Chain) -> None:
+    provider, target = funded(chain)
+    delegation = chain.transaction(chain.delegate(provider, target, 10 * TRX))
+    chain.advance_blocks(1)
+    reclaim = chain.transaction(chain.undelegate(provider, target, 4 * TRX))
+    for tx in (delegation, reclaim):
+        assert tx is not None
+        assert len(tx.signature) == 65 and tx.signature[64] in (27, 28)
+        assert recovered(tx.signature, tx.txid) == provider
+        assert recovered(tx.signature, tx.txid) != target
+    key = chain.private_key(provider)
+    assert key is not None and key.public_key.to_base58check_address() == provider
+
+
+def test_a_tampered_transaction_no_longer_verifies(chain: Chain) -> None:
+    provider, target = funded(chain)
+    tx = chain.transaction(chain.delegate(provider, target, 10 * TRX))
+    assert tx is not None
+    for tampered in (
+        replace(tx, balance=20 * TRX),
+        replace(tx, receiver=chain.new_account()),
+        replace(tx, lock=True),
+    ):
+        txid = hashlib.sha256(tampered.raw_data()).hexdigest()
+        assert txid != tx.txid
+        assert recovered(tx.signature, txid) != provider
+    # A signature flipped in one bit recovers to someone else (or to no key at all).
+    flipped = bytes([tx.signature[0] ^ 1]) + tx.signature[1:]
+    with contextlib.suppress(BadSignature):
+        assert recovered(flipped, tx.txid) != provider
+
+
+def test_keys_are_deterministic_by_seed() -> None:
+    first, second = Chain(seed=3, speed=0), Chain(seed=3, speed=0)
+    provider, target = funded(first)
+    assert funded(second) == (provider, target)
+    key, again = first.private_key(provider), second.private_key(provider)
+    assert key is not None and again is not None and key.hex() == again.hex()
+    assert Chain(seed=4, speed=0).private_key(provider) is None
+
+
+def test_an_owner_without_a_key_cannot_broadcast(chain: Chain) -> None:
+    stranger = encode_address(b"\x41" + b"\x07" * 20)  # valid, but not made by this chain
+    chain.activate(stranger)
+    _, target = funded(chain)
+    with pytest.raises(ValueError, match="Validate signature error"):
+        chain.delegate(stranger, target, 1 * TRX)
 
 
 def test_identical_broadcasts_get_distinct_txids(chain: Chain) -> None:

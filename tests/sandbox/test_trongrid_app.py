@@ -10,6 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
+from tronpy.keys import Signature
 
 from energy_async.sandbox.base58 import decode_address
 from energy_async.sandbox.chain import SOLID_DEPTH, Chain
@@ -68,6 +69,15 @@ def hex_of(address: str) -> str:
     raw = decode_address(address)
     assert raw is not None
     return raw.hex()
+
+
+def signer(signature_hex: str, txid: str) -> str:
+    """The address whose key made ``signature_hex`` over ``txid``, as a wallet would check it."""
+    signature = Signature(bytes.fromhex(signature_hex))
+    address: str = signature.recover_public_key_from_msg_hash(
+        bytes.fromhex(txid)
+    ).to_base58check_address()
+    return address
 
 
 def bad_checksum(address: str) -> str:
@@ -220,12 +230,14 @@ async def test_solidity_getaccount_lags_by_18_blocks(grid: Grid) -> None:
 
 async def test_transaction_by_id_shape(grid: Grid) -> None:
     provider, target, txid = delegated(grid, 6_851 * TRX)
+    grid.chain.advance_blocks(1)
     tx = await grid.post("/wallet/gettransactionbyid", {"value": txid, "visible": True})
     assert list(tx) == ["ret", "signature", "txID", "raw_data", "raw_data_hex"]
     assert tx["ret"] == [{"contractRet": "SUCCESS"}]
     assert tx["txID"] == txid
     assert len(tx["signature"]) == 1 and len(tx["signature"][0]) == 130
     assert hashlib.sha256(bytes.fromhex(tx["raw_data_hex"])).hexdigest() == txid
+    assert signer(tx["signature"][0], txid) == provider
     (contract,) = tx["raw_data"]["contract"]
     assert contract["type"] == "DelegateResourceContract"
     assert (
@@ -254,13 +266,14 @@ async def test_bandwidth_and_locked_delegation_json(grid: Grid) -> None:
     bandwidth = grid.chain.delegate(provider, target, 10 * TRX, resource="BANDWIDTH", lock=True)
     locked = grid.chain.delegate(provider, target, 10 * TRX, lock=True, lock_period=1200)
     reclaim_base = grid.chain.delegate(provider, target, 5 * TRX)
+    grid.chain.advance_blocks(1)
     value = await _contract_value(grid, bandwidth)
     assert "resource" not in value and value["lock"] is True and "lock_period" not in value
     value = await _contract_value(grid, locked)
     assert value["resource"] == "ENERGY" and value["lock_period"] == 1200
     assert "lock" not in await _contract_value(grid, reclaim_base)
-    grid.chain.advance_blocks(1)
     reclaim = grid.chain.undelegate(provider, target, 5 * TRX)
+    grid.chain.advance_blocks(1)
     tx = await grid.post("/wallet/gettransactionbyid", {"value": reclaim, "visible": True})
     contract = tx["raw_data"]["contract"][0]
     assert contract["type"] == "UnDelegateResourceContract"
@@ -277,10 +290,19 @@ async def _contract_value(grid: Grid, txid: str) -> dict[str, Any]:
 async def test_transaction_life_cycle_across_wallet_and_solidity(grid: Grid) -> None:
     _, _, txid = delegated(grid)
     body = {"value": txid, "visible": True}
-    assert (await grid.post("/wallet/gettransactionbyid", body))["txID"] == txid  # pending
+    # Pending: only the pending pool shows it (Wallet.getTransactionById reads the store).
+    assert await grid.post("/wallet/gettransactionbyid", body) == {}
     assert await grid.post("/wallet/gettransactioninfobyid", body) == {}
     assert await grid.post("/walletsolidity/gettransactionbyid", body) == {}
+    pending = await grid.post("/wallet/gettransactionfrompending", body)
+    assert list(pending) == ["signature", "txID", "raw_data", "raw_data_hex"]
+    assert pending["txID"] == txid
+    assert await grid.get("/wallet/gettransactionlistfrompending") == {"txId": [txid]}
     grid.chain.advance_blocks(1)
+    assert await grid.post("/wallet/gettransactionfrompending", body) == {}
+    assert await grid.post("/wallet/gettransactionlistfrompending") == {}
+    included = await grid.post("/wallet/gettransactionbyid", body)
+    assert included["raw_data"] == pending["raw_data"] and included["txID"] == txid
     info = await grid.post("/wallet/gettransactioninfobyid", body)
     block = grid.chain.tx_block(txid)
     assert block is not None
@@ -303,8 +325,14 @@ async def test_transaction_life_cycle_across_wallet_and_solidity(grid: Grid) -> 
 async def test_transaction_not_found_and_bad_ids(grid: Grid) -> None:
     provider, target, _ = delegated(grid)
     lost = grid.chain.delegate(provider, target, 5 * TRX, lands=False)
+    assert (await grid.post("/wallet/gettransactionfrompending", {"value": lost}))["txID"] == lost
     grid.chain.clock.advance(61)
-    for path in ("/wallet/gettransactionbyid", "/wallet/gettransactioninfobyid"):
+    paths = (
+        "/wallet/gettransactionbyid",
+        "/wallet/gettransactioninfobyid",
+        "/wallet/gettransactionfrompending",
+    )
+    for path in paths:
         assert await grid.post(path, {"value": "ab" * 32}) == {}
         assert await grid.post(path, {"value": lost}) == {}
         assert await grid.post(path, {}) == {}

@@ -21,10 +21,13 @@ import msgspec
 
 from energy_async.errors import (
     AuthenticationError,
+    BadResponse,
     EnergyError,
     InputError,
     JournalError,
+    NodeError,
     OutcomeUnknown,
+    TransientError,
 )
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
@@ -37,6 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["exit_code", "main"]
 
 EXIT_DELIVERED, EXIT_OTHER, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_UNAVAILABLE = 4  # nothing was bought because a service was unavailable
+# Reading the chain failed before anything was bought (throttled, down, or an answer we refuse).
+_CHAIN_DOWN = (TransientError, NodeError, BadResponse)
 PROVIDERS = ("catfee", "mefree")
 
 
@@ -66,17 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     buy = commands.add_parser("buy", help="buy energy for one address and verify delivery")
     _provider_options(buy)
-    buy.add_argument("--to", required=True, metavar="ADDRESS", help="the address to receive")
-    amount = buy.add_mutually_exclusive_group(required=True)
+    buy.add_argument("--to", metavar="ADDRESS", help="the address to receive")
+    amount = buy.add_mutually_exclusive_group()
     amount.add_argument("--energy", type=int, metavar="N", help="energy units (>= 65,000)")
     amount.add_argument("--transfers", type=int, metavar="N", help="USDT transfers (Mefree)")
     buy.add_argument("--duration", default="1h", help="rental duration (default 1h)")
     buy.add_argument("--client-order-id", metavar="ID", help="your idempotency key")
     buy.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS")
     buy.add_argument("--no-verify", action="store_true", help="place the order, skip the chain")
+    _transfer_options(buy, required=False)
     _trongrid_option(buy)
     _json_option(buy)
     buy.set_defaults(handler=_buy)
+
+    ready = commands.add_parser("ready", help="is an address ready to send a USDT transfer?")
+    _transfer_options(ready, required=True)
+    _trongrid_option(ready)
+    _json_option(ready)
+    ready.set_defaults(handler=_ready)
 
     order = commands.add_parser("order", help="show one order as the provider reports it")
     _provider_options(order)
@@ -131,6 +144,15 @@ def _provider_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider-url", metavar="URL", help="provider base URL")
 
 
+def _transfer_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """A TRC20 transfer: ``ready`` checks it; ``buy`` with ``--usdt-to`` buys what it needs."""
+    group = parser.add_argument_group("a TRC20 transfer (USDT unless --token)")
+    group.add_argument("--from", dest="sender", required=required, metavar="ADDRESS")
+    group.add_argument("--usdt-to", required=required, metavar="ADDRESS", help="the receiver")
+    group.add_argument("--amount", required=required, help="token units, e.g. 12.5")
+    group.add_argument("--token", metavar="ADDRESS", help="a TRC20 contract (default USDT)")
+
+
 def _trongrid_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trongrid-url", metavar="URL", default="https://api.trongrid.io")
 
@@ -147,6 +169,13 @@ async def _buy(args: argparse.Namespace) -> int:
     from energy_async.session import ProviderSession
     from energy_async.verifier import Verifier
 
+    if any(value is not None for value in (args.sender, args.usdt_to, args.amount, args.token)):
+        return await _buy_for_transfer(args)
+    if args.to is None or (args.energy is None and args.transfers is None):
+        raise InputError(
+            "buy: --to and one of --energy/--transfers are required "
+            "(or, to buy for a transfer, --from, --usdt-to and --amount)"
+        )
     provider = _provider(args)
     async with ProviderSession(provider) as session:
         request = session.prepare(
@@ -436,3 +465,96 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return _run(args.handler, args)
+
+
+# --- a TRC20 transfer: `ready`, and `buy --usdt-to` (readiness.py) -----------------------------
+
+
+async def _ready(args: argparse.Namespace) -> int:
+    from energy_async.readiness import ReadinessChecker, render_readiness
+    from energy_async.verifier import Verifier
+
+    async with Verifier(base_url=args.trongrid_url) as verifier:
+        try:
+            ready = await ReadinessChecker(verifier).check(
+                args.sender, args.usdt_to, args.amount, token=_token(args)
+            )
+        except _CHAIN_DOWN as exc:
+            return _chain_unavailable(exc)
+    _say(render_readiness(ready))
+    _out_json(args, ready)
+    return EXIT_DELIVERED if ready.ready else EXIT_OTHER
+
+
+async def _buy_for_transfer(args: argparse.Namespace) -> int:
+    from energy_async.coordinator import Coordinator
+    from energy_async.readiness import render_readiness
+    from energy_async.session import ProviderSession
+    from energy_async.verifier import Verifier
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--from", args.sender),
+            ("--usdt-to", args.usdt_to),
+            ("--amount", args.amount),
+        )
+        if value is None
+    ]
+    if missing or args.to or args.energy or args.transfers or args.no_verify:
+        raise InputError(
+            "buy for a transfer takes --from, --usdt-to and --amount (not --to, --energy, "
+            f"--transfers or --no-verify){'; missing ' + ', '.join(missing) if missing else ''}"
+        )
+    if args.deadline <= 0:
+        raise InputError("--deadline must be a positive number of seconds")
+    async with (
+        ProviderSession(_provider(args)) as session,
+        Verifier(base_url=args.trongrid_url) as verifier,
+    ):
+        try:
+            bought = await Coordinator(session, verifier).buy_for_transfer(
+                sender=args.sender,
+                receiver=args.usdt_to,
+                amount=args.amount,
+                token=_token(args),
+                duration=args.duration,
+                client_order_id=args.client_order_id,
+                deadline=args.deadline,
+            )
+        except _CHAIN_DOWN as exc:
+            return _chain_unavailable(exc)
+    if bought.result is not None and bought.purchase is not None:
+        from energy_async.report import render_result
+
+        purchase = bought.purchase
+        what = (
+            f"{purchase.energy:,} energy" if purchase.energy else f"{purchase.transfers} transfers"
+        )
+        _say(f"bought {what} for {args.sender}")
+        _say(render_result(bought.result))
+    else:
+        _say("nothing bought")
+    after = bought.after
+    _say(
+        render_readiness(after) if after else f"readiness after: unreadable ({bought.after_error})"
+    )
+    if args.json:
+        payload = msgspec.to_builtins(bought)
+        payload["verdict"] = bought.result.verdict if bought.result else None
+        payload["ready"] = bought.ready
+        _write_json(payload)
+    if bought.result is not None and bought.result.verdict is not Verdict.DELIVERED:
+        return exit_code(bought.result.verdict)
+    return EXIT_DELIVERED if bought.ready else EXIT_OTHER
+
+
+def _token(args: argparse.Namespace) -> str:
+    from energy_async.readiness import USDT
+
+    return str(args.token or USDT)
+
+
+def _chain_unavailable(exc: EnergyError) -> int:
+    _say(f"energy-async: TronGrid unavailable, nothing was bought: {_one_line(exc)}")
+    return EXIT_UNAVAILABLE

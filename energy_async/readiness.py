@@ -68,6 +68,7 @@ __all__ = [
     "judge",
     "parse_amount",
     "plan_purchase",
+    "render_readiness",
     "transfer_bytes",
 ]
 
@@ -157,11 +158,12 @@ class TransferPurchase(msgspec.Struct, frozen=True, kw_only=True):
     before: TransferReadiness
     purchase: Purchase | None  # None: nothing was bought
     result: DeliveryResult | None
-    after: TransferReadiness
+    after: TransferReadiness | None  # None only when the chain could not be read after buying
+    after_error: str | None = None
 
     @property
     def ready(self) -> bool:
-        return self.after.ready
+        return self.after is not None and self.after.ready
 
 
 # --- pure decisions ----------------------------------------------------------------------------
@@ -629,9 +631,10 @@ async def buy_for_transfer(
     delegation), no fee_limit is high enough, or its TRX cannot pay the bandwidth (rented energy
     would expire unused while that is fixed). Otherwise the shortfall, rounded up to what the
     provider sells, goes through ``coordinator.buy`` (the same verdict and evidence), and
-    readiness is read again: READY, or
-    what is still missing (a delegation worth a few units less than ordered after
-    TotalEnergyWeight drift shows up here, to be burned at the energy price or topped up).
+    readiness is read again: READY, or what is still missing (a delegation worth a few units
+    less than ordered after TotalEnergyWeight drift shows up here, to be burned at the energy
+    price or topped up). Errors reading the chain before the order raise (nothing was bought);
+    after it, they land in ``after_error`` next to the verdict.
     """
     checker = checker or ReadinessChecker(coordinator.verifier)
     before = await checker.check(sender, receiver, amount, token=token)
@@ -651,5 +654,41 @@ async def buy_for_transfer(
         client_order_id=client_order_id,
         deadline=deadline,
     )
-    after = await checker.check(sender, receiver, amount, token=token)
+    try:
+        after = await checker.check(sender, receiver, amount, token=token)
+    except EnergyError as error:  # bought already: report the verdict, never raise it away
+        return TransferPurchase(
+            before=before, purchase=purchase, result=result, after=None, after_error=str(error)
+        )
     return TransferPurchase(before=before, purchase=purchase, result=result, after=after)
+
+
+# --- what people read -----------------------------------------------------------------------------
+
+
+def render_readiness(ready: TransferReadiness) -> str:
+    """The readiness table for a terminal (stderr)."""
+    amount = Decimal(ready.amount).scaleb(-ready.decimals).normalize()
+    lines = [
+        f"{ready.state}: {ready.sender} sending {amount:f} of token {ready.token} "
+        f"to {ready.receiver}",
+        f"  energy     needs {ready.energy_needed:,} (dynamic penalty {ready.energy_penalty:,}"
+        f" included), available {ready.energy_available:,}, missing {ready.energy_missing:,}",
+        f"  bandwidth  needs {ready.bandwidth_needed} bytes; staked {ready.bandwidth_staked:,},"
+        f" free {ready.bandwidth_free:,}; burns {_trx(ready.bandwidth_burn_sun)} TRX",
+        f"  prices     {ready.energy_price_sun} sun/energy, {ready.bandwidth_price_sun} sun/byte"
+        f" (getchainparameters); TRX balance {_trx(ready.balance_sun)}",
+        f"  as it is   would succeed, burning {_trx(ready.trx_burn_sun)} TRX"
+        if ready.would_succeed
+        else "  as it is   would FAIL: do not send it yet",
+    ]
+    if ready.energy_required is not None:
+        lines.append(f"  estimate   estimateenergy says {ready.energy_required:,}")
+    if ready.fee_limit_sun is not None:
+        lines.append(
+            f"  fee_limit  set {ready.fee_limit_sun:,} sun ({_trx(ready.fee_limit_sun)} TRX):"
+            " it caps ALL the energy the transfer may use, rented energy included"
+        )
+    lines.extend(f"  - {problem}" for problem in ready.problems)
+    lines.extend(f"  note: {note}" for note in ready.notes)
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""``energy-async ready`` and ``energy-async buy --from --usdt-to --amount`` as scripts run them:
+a subprocess against a sandbox served by this test process; exit codes 0/1/2/4."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from energy_async.energy import sun_for_energy
+from energy_async.sandbox import (
+    CATFEE_API_KEY,
+    CATFEE_API_SECRET,
+    MEFREE_API_KEY,
+    MEFREE_API_SECRET,
+    Sandbox,
+    SandboxURLs,
+)
+from energy_async.sandbox.chain import TOTAL_ENERGY_LIMIT
+from energy_async.sandbox.trc20 import USDT
+
+pytestmark = pytest.mark.anyio
+
+TRX = 1_000_000
+ENV = {
+    **{k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_SECRET"))},
+    "CATFEE_API_KEY": CATFEE_API_KEY,
+    "CATFEE_API_SECRET": CATFEE_API_SECRET,
+    "MEFREE_API_KEY": MEFREE_API_KEY,
+    "MEFREE_API_SECRET": MEFREE_API_SECRET,
+}
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    done = await anyio.run_process(
+        [sys.executable, "-m", "energy_async", *args], env=ENV, check=False
+    )
+    stderr = done.stderr.decode()
+    assert "Traceback" not in stderr, stderr
+    return done.returncode, done.stdout.decode(), stderr
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Sandbox, SandboxURLs]]:
+    sandbox = Sandbox(seed=3, speed=30.0)  # a block every 0.1 s
+    async with sandbox.serve() as urls:
+        yield sandbox, urls
+
+
+def sender(sandbox: Sandbox, *, energy: int = 0, trx: int = 50) -> str:
+    chain = sandbox.chain
+    stake = sun_for_energy(energy, TOTAL_ENERGY_LIMIT, chain.total_energy_weight) if energy else 0
+    address = chain.new_account(balance_sun=trx * TRX, energy_stake_sun=stake)
+    chain.trc20.mint(USDT, address, 100 * TRX)
+    return address
+
+
+def holder(sandbox: Sandbox) -> str:
+    address = sandbox.chain.new_address()
+    sandbox.chain.trc20.mint(USDT, address, 1)
+    return address
+
+
+def transfer_args(urls: SandboxURLs, sender: str, to: str, amount: str = "12.5") -> list[str]:
+    return ["--from", sender, "--usdt-to", to, "--amount", amount, "--trongrid-url", urls.trongrid]
+
+
+async def test_ready_exits_0_with_the_fee_limit(served: Any) -> None:
+    sandbox, urls = served
+    code, out, err = await cli(
+        "ready", *transfer_args(urls, sender(sandbox, energy=70_000), holder(sandbox)), "--json"
+    )
+    answer = json.loads(out)
+    assert code == 0 and answer["state"] == "READY"
+    assert answer["fee_limit_sun"] == 7_714_200 and answer["energy_needed"] == 64_285
+    assert "caps ALL the energy" in err and err.startswith("READY")
+
+
+async def test_not_ready_exits_1_and_says_what_is_missing(served: Any) -> None:
+    sandbox, urls = served
+    code, out, err = await cli(
+        "ready", *transfer_args(urls, sender(sandbox), sandbox.chain.new_address())
+    )
+    assert code == 1 and out == ""
+    assert "NOT_READY" in err and "130,285 missing" in err
+
+
+@pytest.mark.parametrize(
+    ("amount", "token", "words"),
+    [
+        ("12.1234567", None, "more decimals"),
+        ("-3", None, "positive"),
+        ("1", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u", "checksum"),
+        ("1", "new", "no contract"),
+    ],
+)
+async def test_bad_input_exits_2_with_one_line(
+    served: Any, amount: str, token: str | None, words: str
+) -> None:
+    sandbox, urls = served
+    args = transfer_args(urls, sender(sandbox), holder(sandbox), amount)
+    if token is not None:
+        args += ["--token", sandbox.chain.new_address() if token == "new" else token]
+    code, out, err = await cli("ready", *args)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert words in err
+
+
+@pytest.mark.slow  # the verifier's retries back off for about 4 s before giving up
+async def test_trongrid_down_exits_4(served: Any) -> None:
+    sandbox, urls = served
+    args = transfer_args(urls, sender(sandbox), holder(sandbox))
+    sandbox.trongrid.unreachable = True
+    code, _, err = await cli("ready", *args)
+    assert code == 4 and "nothing was bought" in err
+
+
+async def test_buy_for_a_transfer_buys_the_shortfall_and_ends_ready(served: Any) -> None:
+    sandbox, urls = served
+    address = sender(sandbox)
+    code, out, err = await cli(
+        "buy",
+        "--provider",
+        "catfee",
+        "--provider-url",
+        urls.catfee,
+        "--deadline",
+        "20",
+        *transfer_args(urls, address, holder(sandbox)),
+        "--json",
+    )
+    answer = json.loads(out)
+    assert code == 0, err
+    assert answer["verdict"] == "DELIVERED" and answer["ready"] is True
+    assert answer["purchase"] == {"energy": 65_000, "transfers": None}
+    assert answer["before"]["energy_missing"] == 64_285 and answer["after"]["energy_missing"] == 0
+    assert sandbox.catfee.charges(answer["result"]["client_order_id"]) == 1
+
+
+async def test_buy_for_a_ready_transfer_buys_nothing(served: Any) -> None:
+    sandbox, urls = served
+    code, out, err = await cli(
+        "buy",
+        "--provider",
+        "mefree",
+        "--provider-url",
+        urls.mefree,
+        *transfer_args(urls, sender(sandbox, energy=70_000), holder(sandbox)),
+        "--json",
+    )
+    answer = json.loads(out)
+    assert code == 0 and "nothing bought" in err
+    assert answer["purchase"] is None and answer["verdict"] is None and answer["ready"] is True
+    assert sandbox.mefree.control.count("create") == 0
+
+
+async def test_buy_refuses_a_transfer_mixed_with_an_energy_order(served: Any) -> None:
+    sandbox, urls = served
+    code, _, err = await cli(
+        "buy",
+        "--provider",
+        "catfee",
+        "--energy",
+        "65000",
+        *transfer_args(urls, sender(sandbox), holder(sandbox)),
+    )
+    assert code == 2 and "--usdt-to" in err
+    assert sandbox.catfee.control.count() == 0

@@ -302,6 +302,9 @@ async def test_a_node_without_estimateenergy_is_asked_once() -> None:
         asked = w.trongrid_calls("estimateenergy")
     assert first.energy_required is None and any("estimateenergy" in n for n in first.notes)
     assert second.ready and asked == 1
+    # parameters, decimals(), getaccount, getaccountresource, the simulation, estimateenergy;
+    # then only the three reads that change with every block.
+    assert (first.calls, second.calls) == (6, 3)
 
 
 # --- the fee_limit rule, on the sandbox chain itself ---------------------------------------------

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from energy_async.energy import sun_for_energy
-from energy_async.errors import InputError, InvalidAddress, TokenNotFound
+from energy_async.errors import BadResponse, InputError, InvalidAddress, TokenNotFound
 from energy_async.providers import CatFee, Mefree, Provider
 from energy_async.readiness import (
     USDT,
@@ -29,6 +29,7 @@ from energy_async.readiness import (
     plan_purchase,
     transfer_bytes,
 )
+from energy_async.sandbox import Fault
 from energy_async.sandbox.chain import TOTAL_ENERGY_LIMIT
 from energy_async.sandbox.trc20 import ENERGY_TO_HOLDER, ENERGY_TO_NEW_HOLDER
 from tests.coordination import Stage, stage, tick_after_create
@@ -448,3 +449,34 @@ def test_plan_purchase(missing: int, provider: Provider, expected: Purchase | No
 )
 def test_parse_amount(amount: str | Decimal | int, decimals: int, expected: int) -> None:
     assert parse_amount(amount, decimals) == expected
+
+
+# --- TronGrid faults: retried like every read, or a typed error with nothing bought ------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "endpoint"),
+    [
+        (Fault.THROTTLE_429, "triggerconstantcontract"),
+        (Fault.SERVER_ERROR, "getchainparameters"),
+        (Fault.NODE_BUSY, "getaccount"),
+    ],
+)
+async def test_a_passing_fault_is_retried(fault: Fault, endpoint: str) -> None:
+    async with world() as w:
+        sender, to = w.sender(energy=70_000), w.receiver(holds=True)
+        w.st.sandbox.trongrid.faults.inject(fault, endpoint=endpoint, params={"retry_after": 0})
+        ready = await check(w, sender, to)
+    assert ready.ready and ready.calls == 6 + 1  # the usual six reads and one retry
+
+
+@pytest.mark.parametrize("fault", [Fault.TRUNCATED_JSON, Fault.WRONG_TYPES, Fault.HTML_BODY])
+async def test_a_body_we_cannot_trust_is_a_typed_error(fault: Fault) -> None:
+    async with world() as w:
+        sender, to = w.sender(trx=10), w.receiver(holds=True)
+        w.st.sandbox.trongrid.faults.inject(fault, endpoint="triggerconstantcontract", times=10)
+        with pytest.raises(BadResponse):
+            await w.st.coordinator("catfee").buy_for_transfer(
+                sender=sender, receiver=to, amount="1"
+            )
+        assert w.st.sandbox.catfee.control.count("create") == 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -61,13 +61,16 @@ __all__ = [
     "Purchase",
     "ReadinessChecker",
     "ReadyState",
+    "SenderPlan",
     "TransferPurchase",
     "TransferReadiness",
     "buy_for_transfer",
     "fee_limit_for",
     "judge",
     "parse_amount",
+    "plan_payouts",
     "plan_purchase",
+    "plan_sender",
     "render_readiness",
     "transfer_bytes",
 ]
@@ -661,6 +664,83 @@ async def buy_for_transfer(
             before=before, purchase=purchase, result=result, after=None, after_error=str(error)
         )
     return TransferPurchase(before=before, purchase=purchase, result=result, after=after)
+
+
+# --- many transfers: a payout list becomes exact purchases, one per sender ----------------------
+
+
+class SenderPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What one sender's transfers need together, and what to buy for them."""
+
+    sender: str
+    transfers: tuple[TransferReadiness, ...]  # each read against the chain as it is now
+    energy_needed: int  # the sum: every transfer spends its own energy
+    energy_available: int
+    energy_missing: int
+    bandwidth_burn_sun: int  # the transfers' bandwidth beyond what staked and free bytes cover
+    purchase: Purchase | None  # None: nothing to buy, or energy alone cannot help (problems)
+    problems: tuple[str, ...] = ()
+
+
+def plan_sender(sender: str, transfers: list[TransferReadiness], provider: Provider) -> SenderPlan:
+    """Sum one sender's transfers: energy adds up; staked and free bandwidth cover whole
+    transfers in turn (all or nothing each) and the rest burns TRX.
+
+    Each transfer is simulated against the present state, so two transfers to one receiver that
+    holds no token are both priced as to a new holder (an overestimate, never a shortfall). The
+    token balance is checked per transfer, not for their sum.
+    """
+    first = transfers[0]
+    staked, free = first.bandwidth_staked, first.bandwidth_free
+    burn = 0
+    for transfer in transfers:
+        if staked >= transfer.bandwidth_needed:
+            staked -= transfer.bandwidth_needed
+        elif free >= transfer.bandwidth_needed:
+            free -= transfer.bandwidth_needed
+        else:
+            burn += transfer.bandwidth_needed * transfer.bandwidth_price_sun
+    needed = sum(transfer.energy_needed for transfer in transfers)
+    missing = max(0, needed - first.energy_available)
+    problems = [
+        f"to {t.receiver}: {t.state}: {'; '.join(t.problems)}"
+        for t in transfers
+        if t.state in (ReadyState.WOULD_REVERT, ReadyState.NOT_ACTIVATED) or t.fee_limit_sun is None
+    ]
+    if first.balance_sun < burn:
+        problems.append(
+            f"bandwidth: {len(transfers)} transfers burn {_trx(burn)} TRX of bandwidth, "
+            f"the balance is {_trx(first.balance_sun)} TRX"
+        )
+    return SenderPlan(
+        sender=sender,
+        transfers=tuple(transfers),
+        energy_needed=needed,
+        energy_available=first.energy_available,
+        energy_missing=missing,
+        bandwidth_burn_sun=burn,
+        purchase=None if problems else plan_purchase(missing, provider),
+        problems=tuple(problems),
+    )
+
+
+async def plan_payouts(
+    checker: ReadinessChecker,
+    provider: Provider,
+    payouts: Iterable[tuple[str, str, str | Decimal | int]],
+    *,
+    token: str = USDT,
+) -> list[SenderPlan]:
+    """``(sender, receiver, amount)`` rows to one plan per sender, in first-seen order.
+
+    Reads each transfer's readiness (three TronGrid calls each once parameters and decimals are
+    known); nothing is bought here.
+    """
+    by_sender: dict[str, list[TransferReadiness]] = {}
+    for sender, receiver, amount in payouts:
+        reading = await checker.check(sender, receiver, amount, token=token)
+        by_sender.setdefault(reading.sender, []).append(reading)
+    return [plan_sender(sender, found, provider) for sender, found in by_sender.items()]
 
 
 # --- what people read -----------------------------------------------------------------------------

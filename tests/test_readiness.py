@@ -26,6 +26,7 @@ from energy_async.readiness import (
     TransferReadiness,
     fee_limit_for,
     parse_amount,
+    plan_payouts,
     plan_purchase,
     transfer_bytes,
 )
@@ -480,3 +481,27 @@ async def test_a_body_we_cannot_trust_is_a_typed_error(fault: Fault) -> None:
                 sender=sender, receiver=to, amount="1"
             )
         assert w.st.sandbox.catfee.control.count("create") == 0
+
+
+# --- a payout list: one exact purchase per sender ------------------------------------------------
+
+
+async def test_a_payout_list_becomes_one_exact_purchase_per_sender() -> None:
+    async with world() as w:
+        busy = w.sender(energy=10_000, trx=10)
+        idle = w.sender(energy=70_000)
+        broke = w.sender(usdt=1)
+        h1, h2, h3 = (w.receiver(holds=True) for _ in range(3))
+        rows = [(busy, h1, "5"), (idle, h2, "1"), (busy, h3, "5"), (broke, h1, "2")]
+        plans = await plan_payouts(w.checker, CATFEE, rows)
+    by_sender = {plan.sender: plan for plan in plans}
+    assert [plan.sender for plan in plans] == [busy, idle, broke]
+    two = by_sender[busy]
+    assert len(two.transfers) == 2 and two.energy_needed == 2 * HOLDER
+    assert two.energy_missing == 2 * HOLDER - two.energy_available > 65_000
+    assert two.purchase == Purchase(energy=two.energy_missing)
+    assert two.bandwidth_burn_sun == 345_000  # the free 600 bytes pay for one of the two
+    assert by_sender[idle].purchase is None and by_sender[idle].energy_missing == 0
+    assert by_sender[broke].purchase is None
+    assert "WOULD_REVERT" in by_sender[broke].problems[0]
+    assert w.st.sandbox.catfee.control.count() == 0  # planning buys nothing

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidOrder",
     "JournalError",
+    "JournalUnavailable",
     "NetworkError",
     "NodeError",
     "NotSupported",
@@ -223,3 +224,18 @@ class NodeError(EnergyError):
 
 class JournalError(EnergyError):
     """The journal file is corrupt, foreign, or from a newer version; it was not modified."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal's database could not be reached again before this worker's leases expired.
+
+    Orders this worker held (``held``, their client_order_ids) may have been bought; another
+    worker takes them over by replaying each id once the leases expire, so nothing is bought
+    twice. The CLI answers with exit code 4 and names them.
+    """
+
+    def __init__(
+        self, message: str, *, held: tuple[str, ...] = (), **kw: Unpack[ErrorContext]
+    ) -> None:
+        super().__init__(message, **kw)
+        self.held = held

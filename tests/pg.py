@@ -17,6 +17,19 @@ import pytest
 DSN_VARIABLE = "ENERGY_ASYNC_TEST_PG_DSN"
 
 
+def require_driver() -> None:
+    """For a test module that needs psycopg: skip it without the extra, fail in CI."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(
+            "psycopg is not installed: pip install -e '.[test,postgres]'",
+            allow_module_level=True,
+        )
+
+
 def server_dsn() -> str:
     """The test server's DSN, or skip (fail in CI) when there is none or no driver."""
     dsn = os.environ.get(DSN_VARIABLE)

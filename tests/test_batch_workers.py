@@ -1,0 +1,119 @@
+"""Many workers on one PostgreSQL journal, in one process: claims, limits, takeover."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import anyio
+import pytest
+
+from energy_async.journal import EntryState
+from energy_async.models import DeliveryResult, OrderRequest, Verdict
+from tests.coordination import Stage, stage
+from tests.pg import require_driver
+
+require_driver()
+
+from energy_async.batch_workers import run_worker  # noqa: E402
+from energy_async.journal_pg import PgJournal, SpendLimits  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+ENERGY = 65_000
+
+
+async def produce_blocks(st: Stage) -> None:
+    while True:
+        await anyio.sleep(0.01)
+        st.sandbox.chain.advance_blocks(1)
+
+
+def requests_for(st: Stage, count: int) -> list[OrderRequest]:
+    session = st.catfee.session
+    return [session.prepare(target=st.sandbox.new_target(), energy=ENERGY) for _ in range(count)]
+
+
+async def worker(
+    st: Stage,
+    dsn: str,
+    requests: list[OrderRequest],
+    out: list[DeliveryResult],
+    stops: list[str | None],
+    **options: object,
+) -> None:
+    async with await PgJournal.open(dsn) as journal:
+        await journal.record_intents("catfee", requests)  # every worker loads the same rows
+        async with run_worker(
+            st.catfee,
+            journal,
+            concurrency=4,
+            deadline=2.0,
+            **options,  # type: ignore[arg-type]
+        ) as run:
+            async for result in run:
+                out.append(result)
+        stops.append(run.stop_reason)
+
+
+async def test_three_workers_share_one_batch_and_buy_each_row_once(pg_dsn: str) -> None:
+    async with stage() as st:
+        requests = requests_for(st, 30)
+        results: list[list[DeliveryResult]] = [[], [], []]
+        stops: list[str | None] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce_blocks, st)
+            async with anyio.create_task_group() as workers:
+                for out in results:
+                    workers.start_soon(worker, st, pg_dsn, requests, out, stops)
+            group.cancel_scope.cancel()
+        every = [result.client_order_id for out in results for result in out]
+        assert sorted(every) == sorted(request.client_order_id for request in requests)
+        assert sum(1 for out in results if out) >= 2  # the work was shared
+        assert all(result.verdict is Verdict.DELIVERED for out in results for result in out)
+        assert set(st.sandbox.catfee.charge_counts().values()) == {1}
+        assert len(st.sandbox.catfee.charge_counts()) == 30
+        assert stops == [None, None, None]
+        async with await PgJournal.open(pg_dsn, create=False) as journal:
+            assert (await journal.counts())["SETTLED"] == 30
+
+
+async def test_workers_stop_at_a_shared_energy_limit(pg_dsn: str) -> None:
+    async with stage() as st:
+        requests = requests_for(st, 20)
+        results: list[list[DeliveryResult]] = [[], []]
+        stops: list[str | None] = []
+        limits = SpendLimits(max_energy=ENERGY * 7)
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce_blocks, st)
+            async with anyio.create_task_group() as workers:
+                for out in results:
+                    one = partial(worker, st, pg_dsn, requests, out, stops, limits=limits)
+                    workers.start_soon(one)
+            group.cancel_scope.cancel()
+        assert sum(len(out) for out in results) == 7
+        assert len(st.sandbox.catfee.charge_counts()) == 7
+        assert all(stop is not None and "energy limit" in stop for stop in stops)
+        async with await PgJournal.open(pg_dsn, create=False) as journal:
+            counts = await journal.counts()
+        assert (counts["SETTLED"], counts[EntryState.INTENDED]) == (7, 13)
+
+
+async def test_a_dead_workers_sent_orders_are_replayed_not_rebought(pg_dsn: str) -> None:
+    async with stage() as st:
+        requests = requests_for(st, 6)
+        async with await PgJournal.open(pg_dsn) as dead:
+            await dead.record_intents("catfee", requests)
+            claim = await dead.claim("catfee", 3, lease=0.2)
+            for entry in claim.entries:  # sent (and charged), then the worker died
+                await dead.mark_sent(entry.client_order_id)
+                await st.catfee.session.place(entry.request)
+        results: list[DeliveryResult] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce_blocks, st)
+            await worker(st, pg_dsn, requests, results, [], lease=5.0)
+            group.cancel_scope.cancel()
+        assert sorted(r.client_order_id for r in results) == sorted(
+            r.client_order_id for r in requests
+        )
+        assert set(st.sandbox.catfee.charge_counts().values()) == {1}
+        assert all(result.verdict is Verdict.DELIVERED for result in results)

@@ -19,16 +19,19 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 import anyio
 import msgspec
 
+from energy_async import cli_workers
 from energy_async.errors import (
     AuthenticationError,
     BadResponse,
     EnergyError,
     InputError,
     JournalError,
+    JournalUnavailable,
     NodeError,
     OutcomeUnknown,
     TransientError,
 )
+from energy_async.journal_contract import is_dsn
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 if TYPE_CHECKING:
@@ -110,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS", help="per order")
     batch.add_argument(
         "--journal",
-        type=Path,
-        metavar="PATH",
-        help="write-ahead journal (SQLite) that makes the batch resumable",
+        metavar="PATH|DSN",
+        help="write-ahead journal that makes the batch resumable: a file (SQLite), or a"
+        " postgresql:// DSN shared by many workers running the same batch",
     )
     batch.add_argument(
         "--resume", action="store_true", help="continue the batch recorded in --journal"
@@ -125,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     _trongrid_option(batch)
     _json_option(batch)
     batch.set_defaults(handler=_batch)
+    cli_workers.add_worker_options(batch)
+    cli_workers.add_journal_command(commands, cli_workers.journal_command)
 
     sandbox = commands.add_parser("sandbox", help="run the local provider + TronGrid simulator")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -240,6 +245,10 @@ async def _batch(args: argparse.Namespace) -> int:
         raise InputError("--deadline must be a positive number of seconds")
     if args.resume and args.journal is None:
         raise InputError("--resume needs --journal PATH (the journal of the batch to continue)")
+    if args.status:
+        if args.journal is None or not is_dsn(args.journal):
+            raise InputError("--status needs --journal postgresql://... (a shared journal)")
+        return await cli_workers.show_status(args.journal, args.json)
     guard = None
     limits = (args.max_energy, args.max_sun, args.max_energy_per_hour, args.max_sun_per_hour)
     if any(limit is not None for limit in limits):
@@ -261,7 +270,8 @@ async def _run_batch(
 
     journal = None
     run_id = secrets.token_hex(8)
-    if args.journal is not None:
+    shared = args.journal is not None and is_dsn(args.journal)
+    if args.journal is not None and not shared:
         journal = await Journal.open(args.journal, create=not args.resume)
     try:
         if journal is not None:
@@ -301,6 +311,16 @@ async def _run_batch(
             for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
                 if isinstance(item, OrderRequest):
                     yield item
+
+        if shared:
+
+            def rows_for(run: str) -> Iterator[OrderRequest]:
+                ids = lambda line: f"ea-{run}-{line}"  # noqa: E731
+                for _, item in read_requests(args.file, prepare, id_for_line=ids):
+                    if isinstance(item, OrderRequest):
+                        yield item
+
+            return await cli_workers.run_pg_batch(args, coordinator, rows_for, run_id, _drain)
 
         if journal is not None:
             # Every intent is committed before the first create goes out; on resume only the
@@ -448,6 +468,9 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
     except (InputError, AuthenticationError) as exc:
         _say(f"energy-async: error: {_one_line(exc)}")
         return EXIT_USAGE
+    except JournalUnavailable as exc:
+        _say(f"energy-async: journal unavailable: {_one_line(exc)}")
+        return EXIT_UNAVAILABLE
     except JournalError as exc:
         _say(f"energy-async: journal error: {_one_line(exc)}")
         return EXIT_USAGE

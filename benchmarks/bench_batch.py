@@ -15,6 +15,13 @@ in the path with their rate out of reach (``--default-limits`` keeps the loopbac
 
     python benchmarks/bench_batch.py [--orders N] [--quick] [--concurrency C] [--speed X]
                                      [--default-limits]
+    python benchmarks/bench_batch.py --postgres DSN [--workers 1,2,4] [--orders N] [--quick]
+
+With ``--postgres`` (a server where the DSN's role may CREATE DATABASE), the batch runs instead
+through one PostgreSQL journal shared by 1, 2 and 4 worker processes (each with
+``--concurrency`` in flight, a fresh database per run, the rows loaded before the clock
+starts), and the journal's own CPU and round trips per order are measured next to SQLite's.
+Written to ``results/bench_batch_postgres.json``.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from energy_async.journal import Journal
 from energy_async.models import DeliveryResult, Order, OrderRequest
 
 RESULTS = Path(__file__).parent / "results" / "bench_batch.json"
+PG_RESULTS = Path(__file__).parent / "results" / "bench_batch_postgres.json"
 ENERGY = 65_000
 DEADLINE = 60.0  # real seconds per order; far beyond any healthy order
 TARGETS = 1024  # orders cycle through this many addresses at every size
@@ -224,6 +232,241 @@ async def _journal_writes(
     }
 
 
+# --- PostgreSQL: one journal, many worker processes ---------------------------------------------
+
+
+def _pg_database(server: str) -> str:
+    """A new database on ``server``; its DSN (dropped by the caller)."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"ea_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+
+
+def _pg_drop(server: str, dsn: str) -> None:
+    import psycopg
+
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+async def _pg_load(info: SandboxInfo, dsn: str, orders: int) -> None:
+    from energy_async.journal_pg import PgJournal
+
+    async with clients(info, lift_limits=True) as (session, _), await PgJournal.open(dsn) as pg:
+        batch = list(requests(session, info.targets, orders))
+        for start in range(0, orders, 1_000):
+            await pg.record_intents(session.provider.name, batch[start : start + 1_000])
+
+
+async def _pg_worker(info: SandboxInfo, spec: Spec, dsn: str, start_at: float) -> dict[str, Any]:
+    from energy_async.batch_workers import run_worker
+    from energy_async.journal_pg import PgJournal
+
+    verdicts: Counter[str] = Counter()
+    async with clients(info, lift_limits=spec.lift_limits) as (session, verifier):
+        coordinator = Coordinator(session, verifier, poll=scaled_poll(info.speed))
+        session.prepare(target=info.targets[0], energy=ENERGY)  # tronpy's import, paid once
+        async with await PgJournal.open(dsn, create=False) as journal:
+            await anyio.sleep(max(0.0, start_at - time.time()))
+            cpu, wall = time.process_time(), time.perf_counter()
+            worker = run_worker(
+                coordinator, journal, concurrency=spec.concurrency, deadline=DEADLINE
+            )
+            async with worker as results:
+                async for result in results:
+                    verdicts[result.verdict] += 1
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            round_trips = journal.round_trips
+    return {
+        "settled": sum(verdicts.values()),
+        "verdicts": dict(verdicts),
+        "wall_s": round(wall, 2),
+        "cpu_s": cpu,
+        "round_trips": round_trips,
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+    }
+
+
+def _pg_client(conn: Connection, info: SandboxInfo, spec: Spec, dsn: str, start: float) -> None:
+    conn.send(anyio.run(_pg_worker, info, spec, dsn, start))
+
+
+def measure_pg(server: str, spec: Spec, speed: float, workers: int) -> dict[str, Any]:
+    """One run: a fresh sandbox, a fresh database, ``workers`` client processes."""
+    dsn = _pg_database(server)
+    try:
+        with sandbox_process(speed=speed, targets=TARGETS) as sandbox:
+            anyio.run(_pg_load, sandbox.info, dsn, spec.orders)
+            spawn = multiprocessing.get_context("spawn")
+            start = time.time() + 3.0  # every worker imported and connected by then
+            pipes, processes = [], []
+            for _ in range(workers):
+                parent, child = multiprocessing.Pipe()
+                process = spawn.Process(
+                    target=_pg_client, args=(child, sandbox.info, spec, dsn, start)
+                )
+                process.start()
+                pipes.append(parent)
+                processes.append(process)
+            server_cpu = sandbox.cpu_seconds()
+            each = [pipe.recv() for pipe in pipes]
+            wall = time.time() - start
+            server_cpu = sandbox.cpu_seconds() - server_cpu
+            for process in processes:
+                process.join(timeout=30)
+    finally:
+        _pg_drop(server, dsn)
+    settled = sum(run["settled"] for run in each)
+    verdicts: Counter[str] = Counter()
+    for run in each:
+        verdicts.update(run["verdicts"])
+    return {
+        "orders": spec.orders,
+        "workers": workers,
+        "concurrency_per_worker": spec.concurrency,
+        "settled": settled,
+        "verdicts": dict(verdicts),
+        "settled_per_worker": [run["settled"] for run in each],
+        "wall_s": round(wall, 2),
+        "orders_per_s": round(settled / wall, 1),
+        "client_cpu_ms_per_order": round(sum(r["cpu_s"] for r in each) / settled * 1000, 2),
+        "journal_round_trips_per_order": round(sum(r["round_trips"] for r in each) / settled, 2),
+        "peak_rss_mib_per_worker": [run["peak_rss_mib"] for run in each],
+        "sandbox_cpu_ms_per_order": round(server_cpu / settled * 1000, 2),
+    }
+
+
+def pg_journal_alone(
+    server: str, sample: DeliveryResult, orders: int, concurrency: int
+) -> dict[str, Any]:
+    """The PostgreSQL journal's own cost: the same writes as `journal_alone`, plus claims."""
+    dsn = _pg_database(server)
+    try:
+        return anyio.run(_pg_journal_writes, dsn, sample, orders, concurrency)
+    finally:
+        _pg_drop(server, dsn)
+
+
+async def _pg_journal_writes(
+    dsn: str, sample: DeliveryResult, orders: int, concurrency: int
+) -> dict[str, Any]:
+    from energy_async.journal_pg import PgJournal
+
+    order = sample.order
+    assert order is not None, "the sample is a delivered order"
+    slots = anyio.Semaphore(concurrency)
+
+    async def one(result: DeliveryResult, order: Order) -> None:
+        try:
+            cid = result.client_order_id
+            await journal.mark_sent(cid)
+            await journal.record_order(cid, order)
+            await journal.record_order(cid, order)
+            await journal.record_result(cid, result)
+        finally:
+            slots.release()
+
+    async with await PgJournal.open(dsn) as journal:
+        cids = [f"bench-{index:08d}" for index in range(orders)]
+        cpu, wall = time.process_time(), time.perf_counter()
+        for start in range(0, orders, _CHUNK):
+            chunk = cids[start : start + _CHUNK]
+            intents = [msgspec.structs.replace(sample.request, client_order_id=c) for c in chunk]
+            await journal.record_intents(sample.provider, intents)
+        async with anyio.create_task_group() as group:
+            while claim := (await journal.claim(sample.provider, _CHUNK, lease=60)).entries:
+                for entry in claim:
+                    cid = entry.client_order_id
+                    rekeyed = msgspec.structs.replace(order, client_order_id=cid)
+                    result = msgspec.structs.replace(
+                        sample, client_order_id=cid, request=entry.request, order=rekeyed
+                    )
+                    await slots.acquire()
+                    group.start_soon(one, result, rekeyed)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        round_trips = journal.round_trips
+    return {
+        "orders": orders,
+        "concurrency": concurrency,
+        "orders_per_s": round(orders / wall, 1),
+        "cpu_ms_per_order": round(cpu / orders * 1000, 3),
+        "round_trips_per_order": round(round_trips / orders, 2),
+    }
+
+
+def main_postgres(args: argparse.Namespace) -> None:
+    from energy_async import Verdict
+
+    large = 1_000 if args.quick else args.orders
+    small = max(1, large // 10)
+    worker_counts = [int(n) for n in args.workers.split(",")]
+    source = source_version()
+    runs: list[dict[str, Any]] = []
+    for size in (small, large):
+        for workers in worker_counts:
+            spec = Spec(size, args.concurrency, True, lift_limits=not args.default_limits)
+            run = measure_pg(args.postgres, spec, args.speed, workers)
+            runs.append(run)
+            print(_pg_row(run), flush=True)
+    # The journals alone, on the same sample, with no network: SQLite next to PostgreSQL.
+    spec = Spec(small, args.concurrency, False, lift_limits=not args.default_limits)
+    _, sample = measure(spec, args.speed)
+    assert sample is not None and sample.verdict is Verdict.DELIVERED
+    sqlite_alone = journal_alone(sample, large, args.concurrency)
+    pg_alone = pg_journal_alone(args.postgres, sample, large, args.concurrency)
+
+    def pick(size: int, workers: int) -> dict[str, Any]:
+        return next(r for r in runs if r["orders"] == size and r["workers"] == workers)
+
+    result = {
+        "benchmark": "a batch shared by N worker processes through one PostgreSQL journal",
+        "sizes": [small, large],
+        "workers": worker_counts,
+        "concurrency_per_worker": args.concurrency,
+        "speed": args.speed,
+        "block_ms": 3000 / args.speed,
+        "deadline_s": DEADLINE,
+        "rate_limits": rate_limits(not args.default_limits),
+        "runs": runs,
+        "peak_rss_ratio_large_vs_small_per_worker": {
+            str(workers): round(
+                max(pick(large, workers)["peak_rss_mib_per_worker"])
+                / max(pick(small, workers)["peak_rss_mib_per_worker"]),
+                3,
+            )
+            for workers in worker_counts
+        },
+        "journal_alone": {"sqlite": sqlite_alone, "postgresql": pg_alone},
+    }
+    write_results(PG_RESULTS, result, source)
+    print(
+        f"journal alone, {large:,} orders at {args.concurrency} in flight: SQLite"
+        f" {sqlite_alone['cpu_ms_per_order']:.3f} ms CPU/order; PostgreSQL"
+        f" {pg_alone['cpu_ms_per_order']:.3f} ms CPU/order,"
+        f" {pg_alone['round_trips_per_order']:.2f} round trips/order"
+    )
+    ratios = result["peak_rss_ratio_large_vs_small_per_worker"]
+    print(f"peak RSS per worker, {large:,} vs {small:,} orders, by worker count: {ratios}")
+    print(f"written to {PG_RESULTS}")
+
+
+def _pg_row(run: dict[str, Any]) -> str:
+    return (
+        f"{run['orders']:>7,} orders {run['workers']} worker(s) {run['orders_per_s']:>7.1f}"
+        f" orders/s  settled {run['settled_per_worker']}  client CPU"
+        f" {run['client_cpu_ms_per_order']:.2f} ms/order  journal round trips/order"
+        f" {run['journal_round_trips_per_order']:.2f}  peak RSS per worker"
+        f" {run['peak_rss_mib_per_worker']} MiB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=10_000, help="the large size")
@@ -235,7 +478,12 @@ def main() -> None:
         action="store_true",
         help="keep the clients' default rate limits (loopback: 1,000 requests/s per service)",
     )
+    parser.add_argument("--postgres", metavar="DSN", help="run the PostgreSQL worker rows")
+    parser.add_argument("--workers", default="1,2,4", help="worker processes per PostgreSQL run")
     args = parser.parse_args()
+    if args.postgres:
+        main_postgres(args)
+        return
     large = 1_000 if args.quick else args.orders
     small = max(1, large // 10)
 

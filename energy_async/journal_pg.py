@@ -29,7 +29,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 from urllib.parse import urlsplit
@@ -173,6 +173,77 @@ class Claim:
     must_wait: bool = False  # a sun limit and no price known yet: retry once one is
 
 
+# One entry moves forward: the state only ever advances (a settled entry stays settled), the
+# order, result and costs are replaced when given, and the entry's share of the budget follows
+# its cost (or drops to nothing when nothing was bought). Returns the budget deltas.
+_ADVANCE = """
+WITH old AS (
+    SELECT seq, state, energy, spend_energy, spend_sun, unpriced
+    FROM {s}.entries WHERE client_order_id = %(cid)s FOR UPDATE
+)
+UPDATE {s}.entries AS e SET
+    state = CASE
+        WHEN array_position(%(states)s::text[], old.state)
+             >= array_position(%(states)s::text[], %(state)s::text) THEN old.state
+        ELSE %(state)s::text END,
+    order_json = coalesce(%(order)s::text, e.order_json),
+    energy = coalesce(%(energy)s::bigint, e.energy),
+    sun = CASE WHEN %(order)s::text IS NULL THEN e.sun ELSE %(sun)s::bigint END,
+    sent_at = CASE WHEN %(sent)s THEN coalesce(e.sent_at, %(now)s) ELSE e.sent_at END,
+    updated_at = %(now)s,
+    result = coalesce(%(result)s::text, e.result),
+    verdict = coalesce(%(verdict)s::text, e.verdict),
+    holder = CASE WHEN %(release)s THEN NULL ELSE e.holder END,
+    lease_until = CASE WHEN %(release)s THEN NULL ELSE e.lease_until END,
+    spend_energy = CASE
+        WHEN %(free)s THEN 0
+        WHEN %(sun)s::bigint IS NULL THEN e.spend_energy
+        ELSE coalesce(%(energy)s::bigint, old.energy) END,
+    spend_sun = CASE
+        WHEN %(free)s THEN 0
+        WHEN %(sun)s::bigint IS NULL THEN e.spend_sun
+        ELSE %(sun)s::bigint END,
+    reserved_at = CASE
+        WHEN %(sun)s::bigint IS NULL THEN e.reserved_at
+        ELSE coalesce(e.reserved_at, %(now)s) END,
+    unpriced = CASE WHEN %(priced)s THEN false ELSE e.unpriced END
+FROM old WHERE e.seq = old.seq
+RETURNING e.spend_energy - old.spend_energy, e.spend_sun - old.spend_sun, old.unpriced
+"""
+
+
+@dataclass(slots=True)
+class _Change:
+    """What one write tells the journal about an entry."""
+
+    state: EntryState
+    sent: bool
+    final: bool
+    free: bool = False  # nothing was bought: the entry's share of the budget drops to nothing
+    order_json: str | None = None
+    energy: int | None = None
+    sun: int | None = None  # cost plus activation, when the provider said
+    price: float | None = None  # sun per energy unit, when the provider said
+    result: str | None = None
+    verdict: str | None = None
+
+    @classmethod
+    def of_order(cls, order: Order, state: EntryState, *, final: bool) -> _Change:
+        # A provider's order proves the create was sent, even if mark_sent never committed.
+        costs = (order.cost_sun, order.activation_cost_sun)
+        sun = None if costs == (None, None) else sum(cost or 0 for cost in costs)
+        price = order.cost_sun / order.energy if order.cost_sun and order.energy else None
+        return cls(
+            state=state,
+            sent=True,
+            final=final,
+            order_json=_encode(_scrub_order(order)).decode(),
+            energy=order.energy,
+            sun=sun,
+            price=price,
+        )
+
+
 class _Write(Generic[_T]):
     __slots__ = ("done", "error", "op", "value")
 
@@ -210,6 +281,7 @@ class PgJournal(AsyncResource):
         self._closing = False
         self._held: dict[str, float] = {}  # client_order_id -> lease end (monotonic, ours)
         self._lease_ends: float | None = None  # earliest monotonic time a held lease expires
+        self._price = 0.0  # the highest sun per energy unit this journal wrote to the budget
         self.round_trips = 0
 
     # --- opening ----------------------------------------------------------------------------
@@ -279,28 +351,39 @@ class PgJournal(AsyncResource):
         return await self._write(op)
 
     async def mark_sent(self, client_order_id: str) -> None:
+        """Record that the create is about to be sent; a settled order raises `JournalError`."""
+
         async def op(cur: _Cursor, now: float) -> None:
-            state = await self._state_for_update(cur, client_order_id)
-            if state is EntryState.SETTLED:
+            await self._exec(
+                cur,
+                "UPDATE {s}.entries SET state = CASE WHEN state = %s THEN %s ELSE state END,"
+                " sent_at = coalesce(sent_at, %s), updated_at = %s"
+                " WHERE client_order_id = %s AND state <> %s RETURNING seq",
+                (
+                    str(EntryState.INTENDED),
+                    str(EntryState.SENT),
+                    now,
+                    now,
+                    client_order_id,
+                    str(EntryState.SETTLED),
+                ),
+            )
+            if await cur.fetchone() is None:
+                if await self._get(cur, client_order_id) is None:
+                    raise _unknown(client_order_id)
                 raise JournalError(
                     f"order {client_order_id!r} is already settled; it must not be sent again"
                 )
-            await self._exec(
-                cur,
-                "UPDATE {s}.entries SET state = %s, sent_at = coalesce(sent_at, %s),"
-                " updated_at = %s WHERE client_order_id = %s",
-                (_forward(state, EntryState.SENT), now, now, client_order_id),
-            )
 
         await self._write(op)
 
     async def record_order(self, client_order_id: str, order: Order) -> None:
+        """Record the provider's order: ORDERED (unless settled), and sent if it was not."""
         _check_belongs(client_order_id, order.client_order_id, "order")
+        change = _Change.of_order(order, EntryState.ORDERED, final=False)
 
         async def op(cur: _Cursor, now: float) -> None:
-            row = await self._row_for_update(cur, client_order_id)
-            state = _forward(EntryState(row[0]), EntryState.ORDERED)
-            await self._store(cur, now, client_order_id, row, state, order, final=False)
+            await self._apply(cur, now, client_order_id, change)
 
         await self._write(op)
 
@@ -308,32 +391,21 @@ class PgJournal(AsyncResource):
         """A final verdict settles the entry and ends its lease; UNKNOWN keeps it unsettled."""
         _check_belongs(client_order_id, result.client_order_id, "result")
         final = result.verdict is not Verdict.UNKNOWN
+        order = result.order
+        if final:
+            state = EntryState.SETTLED
+        else:
+            state = EntryState.ORDERED if order is not None else EntryState.SENT
+        if order is not None:
+            change = _Change.of_order(order, state, final=final)
+        else:
+            nothing_bought = final and result.verdict is Verdict.REJECTED
+            change = _Change(state=state, sent=not final, final=final, free=nothing_bought)
+        change.result = _encode(_scrub_result(result)).decode()
+        change.verdict = str(result.verdict)
 
         async def op(cur: _Cursor, now: float) -> None:
-            row = await self._row_for_update(cur, client_order_id)
-            state = EntryState(row[0])
-            if final:
-                state = EntryState.SETTLED
-            else:
-                progress = EntryState.ORDERED if result.order is not None else EntryState.SENT
-                state = _forward(state, progress)
-            await self._store(cur, now, client_order_id, row, state, result.order, final=final)
-            nothing_bought = final and result.order is None and result.verdict is Verdict.REJECTED
-            await self._exec(
-                cur,
-                "UPDATE {s}.entries SET result = %s, verdict = %s, holder = NULL,"
-                " lease_until = NULL, sent_at = CASE WHEN %s THEN sent_at"
-                " ELSE coalesce(sent_at, %s) END WHERE client_order_id = %s",
-                (
-                    _encode(_scrub_result(result)).decode(),
-                    str(result.verdict),
-                    final,
-                    now,
-                    client_order_id,
-                ),
-            )
-            if nothing_bought:
-                await self._set_spend(cur, row, 0, 0)
+            await self._apply(cur, now, client_order_id, change)
 
         await self._write(op)
         self._release(client_order_id)
@@ -692,99 +764,46 @@ class PgJournal(AsyncResource):
                     )
         return len(added)
 
-    async def _state_for_update(self, cur: _Cursor, client_order_id: str) -> EntryState:
-        return EntryState((await self._row_for_update(cur, client_order_id))[0])
-
-    async def _row_for_update(self, cur: _Cursor, client_order_id: str) -> tuple[Any, ...]:
+    async def _apply(self, cur: _Cursor, now: float, client_order_id: str, change: _Change) -> None:
+        """One entry moves forward (one statement); the budget follows only when it must."""
         await self._exec(
             cur,
-            "SELECT state, energy, spend_energy, spend_sun, unpriced, reserved_at, seq"
-            " FROM {s}.entries WHERE client_order_id = %s FOR UPDATE",
-            (client_order_id,),
+            _ADVANCE,
+            {
+                "cid": client_order_id,
+                "states": _STATES,
+                "state": str(change.state),
+                "order": change.order_json,
+                "energy": change.energy,
+                "sun": change.sun,
+                "sent": change.sent,
+                "now": now,
+                "result": change.result,
+                "verdict": change.verdict,
+                "release": change.result is not None,
+                "free": change.free,
+                "priced": change.price is not None or change.final,
+            },
         )
-        row: tuple[Any, ...] | None = await cur.fetchone()
+        row = await cur.fetchone()
         if row is None:
             raise _unknown(client_order_id)
-        return row
-
-    async def _store(
-        self,
-        cur: _Cursor,
-        now: float,
-        client_order_id: str,
-        row: tuple[Any, ...],
-        state: EntryState,
-        order: Order | None,
-        *,
-        final: bool,
-    ) -> None:
-        """Write the state (and the provider's order, if any); keep the budget in step."""
-        if order is None:
-            await self._exec(
-                cur,
-                "UPDATE {s}.entries SET state = %s, updated_at = %s WHERE client_order_id = %s",
-                (str(state), now, client_order_id),
-            )
-            if final:
-                await self._priced(cur, row, None)
-            return
-        costs = (order.cost_sun, order.activation_cost_sun)
-        sun = None if costs == (None, None) else sum(cost or 0 for cost in costs)
-        await self._exec(
-            cur,
-            "UPDATE {s}.entries SET state = %s, order_json = %s, energy = coalesce(%s, energy),"
-            " sun = %s, sent_at = coalesce(sent_at, %s), updated_at = %s"
-            " WHERE client_order_id = %s",
-            (
-                str(state),
-                _encode(_scrub_order(order)).decode(),
-                order.energy,
-                sun,
-                now,
-                now,
-                client_order_id,
-            ),
-        )
-        energy = order.energy if order.energy is not None else int(row[1])
-        if sun is not None:
-            await self._set_spend(cur, row, energy, sun)
-        price = order.cost_sun / energy if order.cost_sun and energy else None
-        if price is not None or final:
-            await self._priced(cur, row, price)
-
-    async def _set_spend(self, cur: _Cursor, row: tuple[Any, ...], energy: int, sun: int) -> None:
-        """Replace this order's share of the budget (reservation or last known cost)."""
-        delta_energy, delta_sun = energy - int(row[2]), sun - int(row[3])
-        if not (delta_energy or delta_sun):
+        delta_energy, delta_sun, was_unpriced = int(row[0]), int(row[1]), bool(row[2])
+        price = change.price if change.price is not None and change.price > self._price else None
+        release = 1 if was_unpriced and (change.price is not None or change.final) else 0
+        if not (delta_energy or delta_sun or release or price is not None):
             return
         await self._exec(
             cur,
-            "UPDATE {s}.entries SET spend_energy = %s, spend_sun = %s,"
-            " reserved_at = coalesce(reserved_at, %s) WHERE seq = %s",
-            (energy, sun, time.time(), row[6]),
-        )
-        await self._exec(
-            cur,
-            "UPDATE {s}.budget SET energy = energy + %s, sun = sun + %s WHERE id = 1",
-            (delta_energy, delta_sun),
-        )
-
-    async def _priced(self, cur: _Cursor, row: tuple[Any, ...], price: float | None) -> None:
-        """A price is known (or the order settled without one): release its unpriced slot."""
-        if not row[4] and price is None:
-            return
-        await self._exec(
-            cur,
-            "UPDATE {s}.budget SET unpriced = greatest(0, unpriced - %s),"
+            "UPDATE {s}.budget SET energy = energy + %s, sun = sun + %s,"
+            " unpriced = greatest(0, unpriced - %s),"
             " sun_per_energy = CASE WHEN %s::double precision IS NULL THEN sun_per_energy"
             " ELSE greatest(coalesce(sun_per_energy, 0), %s::double precision) END"
             " WHERE id = 1",
-            (1 if row[4] else 0, price, price),
+            (delta_energy, delta_sun, release, price, price),
         )
-        if row[4]:
-            await self._exec(
-                cur, "UPDATE {s}.entries SET unpriced = false WHERE seq = %s", (row[6],)
-            )
+        if price is not None:
+            self._price = price
 
     async def _get(self, cur: _Cursor, client_order_id: str) -> JournalEntry | None:
         await self._exec(
@@ -830,7 +849,9 @@ class PgJournal(AsyncResource):
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    async def _exec(self, cur: _Cursor, sql: str, params: Sequence[object] = ()) -> None:
+    async def _exec(
+        self, cur: _Cursor, sql: str, params: Sequence[object] | Mapping[str, object] = ()
+    ) -> None:
         self.round_trips += 1
         await cur.execute(self._t(sql), params)  # built from constants
 
@@ -1064,10 +1085,6 @@ def _over_limit(
     if limits.max_sun_per_hour is not None and hour_sun > limits.max_sun_per_hour:
         return f"hourly sun limit reached: {hour_sun:,} would exceed {limits.max_sun_per_hour:,}"
     return None
-
-
-def _forward(state: EntryState, target: EntryState) -> EntryState:
-    return state if _STATES.index(state) >= _STATES.index(target) else target
 
 
 def _scrub_raw(raw: dict[str, Any]) -> dict[str, Any]:

@@ -18,35 +18,33 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from energy_async.sandbox.faults import Fault
-from energy_async.sandbox.provider_core import Delivery
+from energy_async.sandbox.provider_core import Delivery, ProviderSim
 from energy_async.sandbox.provider_http import PROVIDER_FAULTS
 from energy_async.sandbox.trongrid import TRONGRID_FAULTS
-
-if TYPE_CHECKING:
-    from energy_async.sandbox.server import Sandbox
+from energy_async.sandbox.world import World
 
 __all__ = ["build_admin_app"]
 
-_SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox")
+_SANDBOX: web.AppKey[World] = web.AppKey("sandbox")
 _MAX_BLOCKS = 10_000_000
 _Body = TypeVar("_Body", bound=msgspec.Struct)
 
 
 class _DeliveryChange(msgspec.Struct, forbid_unknown_fields=True):
-    provider: Literal["catfee", "mefree"]
+    provider: str  # a registered provider's name
     delivery: Delivery
     target: str | None = None
     rate: float | None = None
 
 
 class _FaultChange(msgspec.Struct, forbid_unknown_fields=True):
-    service: Literal["catfee", "mefree", "trongrid"]
+    service: str  # "trongrid" or a registered provider's name
     fault: Fault
     times: int = 1
     rate: float | None = None
@@ -62,7 +60,7 @@ class _BadInput(Exception):
     pass
 
 
-def build_admin_app(sandbox: Sandbox) -> web.Application:
+def build_admin_app(sandbox: World) -> web.Application:
     app = web.Application(middlewares=[_loopback_only])
     app[_SANDBOX] = sandbox
     app.router.add_get("/state", _state)
@@ -132,7 +130,7 @@ async def _state(request: web.Request) -> web.Response:
 
 async def _delivery(request: web.Request) -> web.Response:
     change = await _read(request, _DeliveryChange)
-    plan = request.app[_SANDBOX].providers[change.provider].delivery
+    plan = _provider(request.app[_SANDBOX], change.provider).delivery
     try:
         if change.target is not None:
             if not request.app[_SANDBOX].chain.is_valid_address(change.target):
@@ -153,7 +151,7 @@ async def _faults(request: web.Request) -> web.Response:
     if change.service == "trongrid":
         control, allowed = sandbox.trongrid, TRONGRID_FAULTS
     else:
-        control, allowed = sandbox.providers[change.service].control, PROVIDER_FAULTS
+        control, allowed = _provider(sandbox, change.service).control, PROVIDER_FAULTS
     if change.fault not in allowed:
         raise _BadInput(f"{change.service} never answers with {change.fault}")
     try:
@@ -170,6 +168,14 @@ async def _faults(request: web.Request) -> web.Response:
     except ValueError as error:
         raise _BadInput(str(error)) from None
     return _reply({"ok": True})
+
+
+def _provider(world: World, name: str) -> ProviderSim:
+    sim = world.providers.get(name)
+    if sim is None:
+        known = ", ".join(sorted(world.providers))
+        raise _BadInput(f"no provider {name!r} in this sandbox (known: {known})")
+    return sim
 
 
 async def _targets(request: web.Request) -> web.Response:

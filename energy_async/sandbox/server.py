@@ -1,9 +1,9 @@
-"""The sandbox as one loopback server: CatFee, Mefree and TronGrid over one shared chain.
+"""The sandbox as one loopback server: every provider app and TronGrid over one shared chain.
 
 Everything lives in this process and in memory, so as many sandboxes as a test suite wants can
-run side by side, each on its own port. Before any request is served, the providers perform
-what the chain clock says is due (undelegating expired orders), so every service agrees with
-the block height however the clock got there.
+run side by side, each on its own port. The state is a ``world.World``; this module only mounts
+its apps: ``/<provider name>`` for each ``registry.PROVIDER_APPS`` entry, ``/trongrid`` and the
+admin at ``/_sandbox``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from energy_async.sandbox.admin import build_admin_app
-from energy_async.sandbox.catfee import build_catfee_app, catfee_sim
-from energy_async.sandbox.chain import Chain
-from energy_async.sandbox.faults import Fault, FaultPlan, ServiceControl
-from energy_async.sandbox.mefree import build_mefree_app, mefree_sim
-from energy_async.sandbox.provider_core import Delivery, ProviderSim
+from energy_async.sandbox.faults import Fault
+from energy_async.sandbox.provider_core import Delivery
 from energy_async.sandbox.provider_http import PROVIDER_FAULTS, Handler
 from energy_async.sandbox.trongrid import TRONGRID_FAULTS, build_trongrid_app
+from energy_async.sandbox.world import World
 
 __all__ = ["Sandbox", "SandboxURLs"]
 
@@ -43,49 +41,13 @@ class SandboxURLs:
     def at(cls, base: str) -> SandboxURLs:
         return cls(base, f"{base}/catfee", f"{base}/mefree", f"{base}/trongrid", f"{base}/_sandbox")
 
+    def provider(self, name: str) -> str:
+        """The base URL of any registered provider app (``registry.PROVIDER_APPS``)."""
+        return f"{self.base}/{name}"
 
-class Sandbox:
-    """Simulated CatFee, Mefree and TronGrid sharing one in-memory chain.
 
-    ``speed`` multiplies the chain clock (blocks every 3 s / speed; 0 freezes it so that only
-    ``advance_blocks`` moves it). ``drift_per_block`` makes TotalEnergyWeight wander.
-    """
-
-    def __init__(self, *, seed: int = 0, speed: float = 1.0, drift_per_block: float = 0.0) -> None:
-        self.seed = seed
-        self.chain = Chain(seed=seed, speed=speed, drift_per_block=drift_per_block)
-        self.catfee: ProviderSim = catfee_sim(self.chain, seed=seed)
-        self.mefree: ProviderSim = mefree_sim(self.chain, seed=seed)
-        self.trongrid = ServiceControl(faults=FaultPlan(seed))
-
-    def __repr__(self) -> str:
-        return f"<Sandbox seed={self.seed} head={self.chain.head()}>"
-
-    @property
-    def providers(self) -> dict[str, ProviderSim]:
-        return {"catfee": self.catfee, "mefree": self.mefree}
-
-    def new_target(self) -> str:
-        """A fresh activated address with no energy: somewhere to deliver to."""
-        return self.chain.new_account()
-
-    def catch_up(self) -> None:
-        """Let every provider do what is due by now (the server does this before each request)."""
-        for sim in (self.catfee, self.mefree):
-            sim.catch_up()
-
-    def advance_blocks(self, blocks: int) -> None:
-        """Move the chain ``blocks`` ahead, each provider acting at the block it is due."""
-        if blocks < 0:
-            raise ValueError("blocks must not be negative")
-        goal = self.chain.head() + blocks
-        while True:
-            self.catch_up()
-            head = self.chain.head()
-            if head >= goal:
-                return
-            due = [sim.next_due_block() for sim in (self.catfee, self.mefree)]
-            self.chain.advance_blocks(min([goal, *(b for b in due if b is not None)]) - head)
+class Sandbox(World):
+    """A ``World`` served over HTTP: every provider app, TronGrid and the admin on one port."""
 
     def build_app(self) -> web.Application:
         """A fresh root app with every service mounted (one per server: aiohttp apps freeze)."""
@@ -96,8 +58,8 @@ class Sandbox:
             return await handler(request)
 
         app = web.Application(middlewares=[catch_up_first])
-        app.add_subapp("/catfee", build_catfee_app(self.catfee))
-        app.add_subapp("/mefree", build_mefree_app(self.mefree))
+        for provider in self.provider_apps:
+            app.add_subapp(f"/{provider.name}", provider.build_app(self.providers[provider.name]))
         app.add_subapp("/trongrid", build_trongrid_app(self.chain, self.trongrid))
         app.add_subapp("/_sandbox", build_admin_app(self))
         return app
@@ -123,18 +85,24 @@ class Sandbox:
         deliveries = ", ".join(Delivery)
         provider_faults = ", ".join(fault for fault in Fault if fault in PROVIDER_FAULTS)
         trongrid_faults = ", ".join(fault for fault in Fault if fault in TRONGRID_FAULTS)
-        catfee, mefree = self.catfee, self.mefree
+        services = [
+            f"  {name:<9} {urls.provider(name)}  key {sim.api_key}  secret {sim.api_secret}"
+            for name, sim in self.providers.items()
+        ]
+        exports = [
+            f"  export {name.upper()}_API_KEY={sim.api_key} "
+            f"{name.upper()}_API_SECRET={sim.api_secret}"
+            for name, sim in self.providers.items()
+        ]
         return "\n".join(
             [
                 f"energy_async sandbox (seed {self.seed}, head block {self.chain.head()})",
-                f"  CatFee    {urls.catfee}  key {catfee.api_key}  secret {catfee.api_secret}",
-                f"  Mefree    {urls.mefree}  key {mefree.api_key}  secret {mefree.api_secret}",
-                f"  TronGrid  {urls.trongrid}  (any or no TRON-PRO-API-KEY)",
-                f"  Admin     {admin}  (loopback only, no auth)",
+                *services,
+                f"  {'trongrid':<9} {urls.trongrid}  (any or no TRON-PRO-API-KEY)",
+                f"  {'admin':<9} {admin}  (loopback only, no auth)",
                 "",
                 "Point the CLI at it:",
-                f"  export CATFEE_API_KEY={catfee.api_key} CATFEE_API_SECRET={catfee.api_secret}",
-                f"  export MEFREE_API_KEY={mefree.api_key} MEFREE_API_SECRET={mefree.api_secret}",
+                *exports,
                 f"  TARGET=$(curl -s -X POST {admin}/targets | python3 -c "
                 "'import json,sys; print(json.load(sys.stdin)[\"address\"])')",
                 f"  energy-async buy --provider catfee --to $TARGET --energy 65000 "

@@ -17,6 +17,9 @@ import yarl
 
 from energy_async.sandbox import Delivery, Fault, ProviderSim, Sandbox, SandboxURLs
 from energy_async.sandbox.admin import _is_loopback
+from energy_async.sandbox.catfee import build_catfee_app, catfee_sim
+from energy_async.sandbox.registry import PROVIDER_APPS, ProviderApp
+from energy_async.sandbox.world import World
 
 pytestmark = pytest.mark.anyio
 
@@ -218,3 +221,36 @@ def test_loopback_only() -> None:
     assert _is_loopback("127.0.0.1") and _is_loopback("127.8.9.10") and _is_loopback("::1")
     for remote in ("10.0.0.1", "192.168.1.20", "2001:db8::1", None, "", "localhost"):
         assert not _is_loopback(remote)
+
+
+async def test_a_registered_provider_app_is_served_and_staged_by_name() -> None:
+    """One ProviderApp line is all a new provider needs: its own sim, prefix and admin name."""
+    extra = ProviderApp("catfee2", catfee_sim, build_catfee_app)
+    sandbox = Sandbox(seed=3, speed=0, provider_apps=(*PROVIDER_APPS, extra))
+    assert list(sandbox.providers) == ["catfee", "mefree", "catfee2"]
+    second = sandbox.providers["catfee2"]
+    assert second is not sandbox.catfee and second.pool_address != sandbox.catfee.pool_address
+    async with sandbox.serve() as urls, aiohttp.ClientSession() as http:
+        admin = Admin(sandbox, urls, http)
+        assert urls.provider("catfee2") == f"{urls.base}/catfee2"
+        await admin.post("/faults", {"service": "catfee2", "fault": "SERVER_ERROR"})
+        async with http.get(f"{urls.provider('catfee2')}/v1/account") as response:
+            assert response.status == 500
+        assert second.control.count() == 1 and sandbox.catfee.control.count() == 0
+        await admin.post("/delivery", {"provider": "catfee2", "delivery": "REFUSE"})
+        assert second.delivery.default is Delivery.REFUSE
+        assert sandbox.catfee.delivery.default is not Delivery.REFUSE
+        error = await admin.post(
+            "/delivery", {"provider": "nobody", "delivery": "REFUSE"}, status=400
+        )
+        assert "nobody" in error["error"] and "catfee2" in error["error"]
+        assert "catfee2" in (await admin.get("/state"))
+        assert urls.provider("catfee2") in sandbox.describe(urls)
+
+
+def test_the_world_runs_without_a_server() -> None:
+    world = World(seed=3, speed=0)
+    target = world.new_target()
+    world.advance_blocks(5)
+    assert world.chain.is_activated(target) and list(world.providers) == ["catfee", "mefree"]
+    assert Sandbox(seed=3, speed=0).catfee.pool_address == world.catfee.pool_address

@@ -40,6 +40,7 @@ __all__ = [
     "TOTAL_NET_LIMIT",
     "TOTAL_NET_WEIGHT",
     "TX_EXPIRATION_MS",
+    "WITNESS_COUNT",
     "Account",
     "Chain",
     "ChainClock",
@@ -59,6 +60,7 @@ TOTAL_NET_WEIGHT = 26_514_583_140
 FREE_NET_LIMIT = 600
 SUN_PER_TRX = 1_000_000
 DEFAULT_LOCK_PERIOD = 86_400  # blocks: DELEGATE_PERIOD / BLOCK_PRODUCED_INTERVAL
+WITNESS_COUNT = 27  # super representatives producing blocks in turn
 TX_EXPIRATION_MS = 60_000  # a broadcast that is not in a block by then is dropped
 _BLOCK_MS = 3_000
 _MAX_RESULT_SIZE_IN_TX = 64
@@ -252,6 +254,8 @@ class Chain:
         self._weight_block = start_block
         self._accounts: dict[str, Account] = {}
         self._keys: dict[str, PrivateKey] = {}
+        self._witness_keys: dict[int, PrivateKey] = {}
+        self._blocks: dict[int, list[str]] = {}  # block number -> txids, in execution order
         self._txs: dict[str, _Entry] = {}
         self._due: list[tuple[int, int, str]] = []  # (block, sequence, txid), a heap
         self._sequence = 0
@@ -286,8 +290,28 @@ class Chain:
 
     def block_id(self, number: int) -> str:
         """java-tron's BlockId: the number in the first 8 bytes, then hash bytes."""
-        digest = hashlib.sha256(f"block:{self.seed}:{number}".encode()).digest()
-        return (number.to_bytes(8, "big") + digest[8:]).hex()
+        return (number.to_bytes(8, "big") + self.block_hash(number)[8:]).hex()
+
+    def block_hash(self, number: int) -> bytes:
+        """The 32-byte hash a block's id is cut from (its last 24 bytes), and its witness signs.
+
+        The sandbox builds no header bytes: the hash is derived from the seed and the number.
+        """
+        return hashlib.sha256(f"block:{self.seed}:{number}".encode()).digest()
+
+    def block_txids(self, number: int) -> list[str]:
+        """The transactions block ``number`` holds, in execution order (none for a future one)."""
+        self._sync()
+        return list(self._blocks.get(number, ()))
+
+    def witness_key(self, number: int) -> PrivateKey:
+        """The key of the witness that produced block ``number``: 27 of them take turns."""
+        slot = number % WITNESS_COUNT
+        key = self._witness_keys.get(slot)
+        if key is None:
+            key = PrivateKey(hashlib.sha256(f"witness:{self.seed}:{slot}".encode()).digest())
+            self._witness_keys[slot] = key
+        return key
 
     def _head_at(self, now: float) -> int:
         return (int(now * 1000) - self._genesis_ms) // _BLOCK_MS
@@ -603,6 +627,7 @@ class Chain:
     def _execute(self, entry: _Entry, block: int) -> None:
         tx = entry.tx
         entry.block = block
+        self._blocks.setdefault(block, []).append(tx.txid)
         now_ms = self.block_timestamp_ms(block - 1)  # the latest header while block executes
         self._unlock_expired(tx.owner, tx.receiver, now_ms)
         self._move_stake(tx, self._accounts[tx.owner], undo=False)

@@ -5,6 +5,13 @@ Bodies follow java-tron's printer: proto field names in their own casing, zero v
 Address parsing copies each servlet's quirks, because clients must survive them: the servlets
 that parse by hand (getaccountresource, every GET but getaccount) answer ``{}`` for a bad
 base58 checksum, while the ones that go through ``JsonFormat.merge`` throw.
+
+The facts come from tronprotocol/documentation-en (``docs/api/http/**.md``, ``openapi.yaml``):
+a path the node does not serve answers HTTP 404 ``{"Error": "this API is unavailable due to
+config"}`` (the spec's only 404); a GET with ``int64_as_string=true`` in its query gets every
+int64 as a JSON string (``docs/api/http/index.md``: GET only, POST bodies unaffected);
+``getnowblock`` reads ``visible`` from the query even on POST (its doPost calls doGet).
+To add an endpoint, add one ``(path, endpoint, handler)`` line to ``build_trongrid_app``.
 """
 
 from __future__ import annotations
@@ -51,7 +58,16 @@ _THROTTLE_MESSAGE = (
 _LITE_NODE = "this API is closed because this node is a lite fullnode"
 _BUSY = "class java.lang.IllegalAccessException : lack of computing resources"
 _JSON = "application/json; charset=utf-8"
+_UNAVAILABLE = "this API is unavailable due to config"
 _BLOCK_VERSION = 34
+_LATEST_BLOCKS_LIMIT = 100  # getblockbylatestnum serves 0 < num < 100, else {}
+# Mainnet's ActiveDefaultOperations, as getaccount's example shows it.
+_ACTIVE_OPERATIONS = "7fff1fc0033efb0f000000000000000000000000000000000000000000000000"
+# Servlets whose doPost calls doGet: ``visible`` comes from the query string only.
+_VISIBLE_FROM_QUERY = frozenset({"getnowblock", "solidity.getnowblock"})
+# Written with JSON.toJSONString, not JsonFormat: int64_as_string does not apply.
+_NOT_JSONFORMAT = frozenset({"getnodeinfo"})
+_INT32_FIELDS = frozenset({"version", "id"})  # block version, permission id: stay numbers
 _HTML_PAGE = (
     "<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center>"
     "<hr><center>nginx</center></body></html>"
@@ -69,6 +85,7 @@ class _Call:
     is_post: bool
     solid: bool  # a /walletsolidity/ servlet: the latest solid block's state
     lagging: bool  # a STALE fault: the node behind the balancer is behind the chain
+    int64_as_string: bool = False  # GET ?int64_as_string=true
 
 
 _Body = dict[str, Any]
@@ -80,6 +97,7 @@ def build_trongrid_app(chain: Chain, control: ServiceControl) -> web.Application
     app = web.Application()
     routes: list[tuple[str, str, _Handler]] = [
         ("/wallet/getaccountresource", "getaccountresource", _account_resource),
+        ("/wallet/getaccountnet", "getaccountnet", _account_net),
         ("/wallet/getaccount", "getaccount", _account),
         ("/walletsolidity/getaccount", "solidity.getaccount", _account),
         ("/wallet/gettransactionbyid", "gettransactionbyid", _transaction),
@@ -118,6 +136,14 @@ def build_trongrid_app(chain: Chain, control: ServiceControl) -> web.Application
         ),
         ("/wallet/getnowblock", "getnowblock", _now_block),
         ("/walletsolidity/getnowblock", "solidity.getnowblock", _now_block),
+        ("/wallet/getblock", "getblock", _block),
+        ("/walletsolidity/getblock", "solidity.getblock", _block),
+        ("/wallet/getblockbynum", "getblockbynum", _block_by_num),
+        ("/walletsolidity/getblockbynum", "solidity.getblockbynum", _block_by_num),
+        ("/wallet/getblockbyid", "getblockbyid", _block_by_id),
+        ("/walletsolidity/getblockbyid", "solidity.getblockbyid", _block_by_id),
+        ("/wallet/getblockbylatestnum", "getblockbylatestnum", _latest_blocks),
+        ("/walletsolidity/getblockbylatestnum", "solidity.getblockbylatestnum", _latest_blocks),
         ("/wallet/getnodeinfo", "getnodeinfo", _node_info),
         # TRC20 transfers (sandbox/trc20.py)
         (
@@ -154,8 +180,10 @@ def _servlet(
             return early
         try:
             stale = fault is not None and fault.fault is Fault.STALE
-            call = await _read_call(request, solid=solid, lagging=stale)
+            call = await _read_call(request, endpoint, solid=solid, lagging=stale)
             body = handler(chain, call)
+            if call.int64_as_string and endpoint not in _NOT_JSONFORMAT:
+                body = _int64_as_string(body)
         except _NodeError as error:
             body = {"Error": str(error)}
         except ConnectionResetError:
@@ -176,12 +204,24 @@ def _trc20(body: Callable[[Trc20World, dict[str, Any], bool], _Body]) -> _Handle
 
 
 def _not_found(control: ServiceControl) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Whatever the sandbox does not serve answers as a node's disabled API does."""
+
     async def serve(request: web.Request) -> web.Response:
         control.record(request.method, request.raw_path, "not_found", 404)
-        page = "<html><body><h2>HTTP ERROR 404 Not Found</h2></body></html>"
-        return web.Response(status=404, text=page, content_type="text/html")
+        return _json({"Error": _UNAVAILABLE}, status=404)
 
     return serve
+
+
+def _int64_as_string(value: Any, key: str = "") -> Any:
+    """proto3 JSON with int64 as strings; int32 fields (``_INT32_FIELDS``) stay numbers."""
+    if isinstance(value, dict):
+        return {name: _int64_as_string(item, name) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_int64_as_string(item, key) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and key not in _INT32_FIELDS:
+        return str(value)
+    return value
 
 
 def _drop(request: web.Request, control: ServiceControl, endpoint: str) -> web.Response:
@@ -262,9 +302,13 @@ def _json(body: _Body, *, status: int = 200, headers: dict[str, str] | None = No
 # -- request parsing ------------------------------------------------------------------------------
 
 
-async def _read_call(request: web.Request, *, solid: bool, lagging: bool) -> _Call:
+async def _read_call(request: web.Request, endpoint: str, *, solid: bool, lagging: bool) -> _Call:
     """GET reads the query; POST reads a JSON object body (``visible`` as Boolean.parseBoolean)."""
-    if request.method == "GET":
+    is_get = request.method == "GET"
+    int64_as_string = is_get and request.query.get("int64_as_string", "").lower() == "true"
+    if is_get or endpoint in _VISIBLE_FROM_QUERY:
+        visible = request.query.get("visible", "").lower() == "true"
+    if is_get:
         params: dict[str, Any] = dict(request.query)
     else:
         raw = await request.read()
@@ -278,8 +322,9 @@ async def _read_call(request: web.Request, *, solid: bool, lagging: bool) -> _Ca
             if not isinstance(decoded, dict):
                 raise _NodeError("class org.tron.json.JSONException : not a JSON object")
             params = decoded
-    visible = str(params.get("visible", "")).lower() == "true"
-    return _Call(params, visible, request.method == "POST", solid, lagging)
+        if endpoint not in _VISIBLE_FROM_QUERY:
+            visible = str(params.get("visible", "")).lower() == "true"
+    return _Call(params, visible, not is_get, solid, lagging, int64_as_string)
 
 
 def _hex_bytes(text: str) -> bytes:
@@ -372,6 +417,44 @@ def _account_resource(chain: Chain, call: _Call) -> _Body:
     return body
 
 
+def _account_net(chain: Chain, call: _Call) -> _Body:
+    """AccountNetMessage: GET parses the address by hand, POST through JsonFormat.merge."""
+    address = _address(call.params.get("address"), call, merged=call.is_post)
+    account = None if address is None else chain.account(address, solid=call.lagging)
+    if account is None:
+        return {}
+    usage = chain.trc20
+    body: _Body = _nonzero(freeNetUsed=usage.free_net_used(account.address))
+    body["freeNetLimit"] = FREE_NET_LIMIT
+    body.update(
+        _nonzero(
+            NetUsed=usage.net_used(account.address),
+            NetLimit=resource_limit(account.bandwidth, TOTAL_NET_LIMIT, TOTAL_NET_WEIGHT),
+        )
+    )
+    body["TotalNetLimit"] = TOTAL_NET_LIMIT
+    body["TotalNetWeight"] = TOTAL_NET_WEIGHT
+    return body
+
+
+def _permissions(address: str, call: _Call) -> _Body:
+    """The default owner and active permissions every account gets: its own key, weight 1."""
+    keys = [{"address": _show(address, call), "weight": 1}]
+    return {
+        "owner_permission": {"permission_name": "owner", "threshold": 1, "keys": keys},
+        "active_permission": [
+            {
+                "type": "Active",
+                "id": 2,
+                "permission_name": "active",
+                "threshold": 1,
+                "operations": _ACTIVE_OPERATIONS,
+                "keys": keys,
+            }
+        ],
+    }
+
+
 def _account(chain: Chain, call: _Call) -> _Body:
     address = _address(call.params.get("address"), call, merged=True)
     solid = call.solid or call.lagging
@@ -389,6 +472,7 @@ def _account(chain: Chain, call: _Call) -> _Body:
     )
     if resource:
         body["account_resource"] = resource
+    body.update(_permissions(account.address, call))
     if energy.frozen or energy.delegated or bandwidth.frozen or bandwidth.delegated:
         body["frozenV2"] = [
             _nonzero(amount=bandwidth.frozen),  # BANDWIDTH is the enum default: no "type"
@@ -503,7 +587,9 @@ def _record_json(record: DelegationRecord, call: _Call) -> _Body:
 
 
 def _delegation_index(chain: Chain, call: _Call) -> _Body:
-    address = _address(call.params.get("value"), call, merged=call.is_post)
+    """A base58 ``value`` is turned into hex by hand on GET and POST alike (Util.getHexAddress),
+    so a bad checksum finds nothing (``{}``); only POST hex goes through JsonFormat.merge."""
+    address = _address(call.params.get("value"), call, merged=call.is_post and not call.visible)
     if address is None or call.lagging:
         return {}
     from_accounts, to_accounts = chain.delegation_index(address)
@@ -515,27 +601,123 @@ def _delegation_index(chain: Chain, call: _Call) -> _Body:
     return body
 
 
+def _top(chain: Chain, call: _Call) -> int:
+    """The newest block this servlet can see: the solid one, or the head."""
+    return chain.solid_head() if call.solid or call.lagging else chain.head()
+
+
 def _now_block(chain: Chain, call: _Call) -> _Body:
-    number = chain.solid_head() if call.solid or call.lagging else chain.head()
-    seed = hashlib.sha256(f"witness:{chain.seed}:{number % 27}".encode()).digest()
-    witness = encode_address(b"\x41" + seed[:20])
-    return {
+    return _block_json(chain, _top(chain, call), call)
+
+
+def _block_by_num(chain: Chain, call: _Call) -> _Body:
+    number = _number(call.params.get("num"), call)
+    return _block_json(chain, number, call) if 0 <= number <= _top(chain, call) else {}
+
+
+def _block_by_id(chain: Chain, call: _Call) -> _Body:
+    block_id = _txid(call)
+    number = _number_of_block_id(chain, block_id, _top(chain, call))
+    return {} if number is None else _block_json(chain, number, call)
+
+
+def _latest_blocks(chain: Chain, call: _Call) -> _Body:
+    """The newest ``num`` blocks, newest first, as the docs' example lists them."""
+    count = _number(call.params.get("num"), call)
+    if not 0 < count < _LATEST_BLOCKS_LIMIT:
+        return {}
+    top = _top(chain, call)
+    numbers = range(top, max(-1, top - count), -1)
+    return {"block": [_block_json(chain, number, call) for number in numbers]}
+
+
+def _block(chain: Chain, call: _Call) -> _Body:
+    """getblock: ``id_or_num`` a decimal number or a block id; ``detail`` adds transactions."""
+    text = str(call.params.get("id_or_num", "") or "")
+    detail = str(call.params.get("detail", "")).lower() == "true"
+    top = _top(chain, call)
+    if not text:
+        number: int | None = top
+    elif text.lstrip("-").isdigit():
+        number = int(text)
+        if number < 0:
+            raise _NodeError("num must be non-positive number.")  # sic, the servlet's text
+        number = number if number <= top else None
+    elif len(text) == 64:
+        try:
+            block_id = bytes.fromhex(text).hex()
+        except ValueError:
+            raise _NodeError("id must be legal block hash.") from None
+        number = _number_of_block_id(chain, block_id, top)
+    else:
+        raise _NodeError("id must be legal block hash.")
+    if number is None:
+        return {}
+    return _block_json(chain, number, call, transactions=detail)
+
+
+def _number(value: Any, call: _Call) -> int:
+    """An int64 parameter: GET parses with Long.parseLong, POST through JsonFormat.merge."""
+    if value is None or value == "":
+        return 0  # proto3 default
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _NodeError(f"{_PARSE_ERROR}1:1: Expected a number, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        if call.is_post:
+            raise _NodeError(f"{_PARSE_ERROR}1:1: Expected a number, got {value!r}") from None
+        raise _NodeError(
+            f'class java.lang.NumberFormatException : For input string: "{value}"'
+        ) from None
+
+
+def _number_of_block_id(chain: Chain, block_id: str | None, top: int) -> int | None:
+    """The block whose id this is, if the node has it (its number is in the first 8 bytes)."""
+    if block_id is None or len(block_id) != 64:
+        return None
+    number = int(block_id[:16], 16)
+    if number > top or chain.block_id(number) != block_id:
+        return None
+    return number
+
+
+def _block_json(chain: Chain, number: int, call: _Call, *, transactions: bool = True) -> _Body:
+    """protocol.Block as printBlockToJSON writes it.
+
+    The witness is one of 27 real keys, and ``witness_signature`` is its recoverable signature
+    over the hash the block id is cut from (the sandbox builds no header bytes, so that hash is
+    made up, and ``txTrieRoot`` is not a Merkle root).
+    """
+    block_hash = chain.block_hash(number)
+    witness = chain.witness_key(number)
+    signature = witness.sign_msg_hash(block_hash).to_bytes()
+    raw_data: _Body = {
+        **_nonzero(number=number),
+        "txTrieRoot": hashlib.sha256(f"txroot:{chain.seed}:{number}".encode()).hexdigest(),
+        "witness_address": _show(witness.public_key.to_base58check_address(), call),
+        "parentHash": chain.block_id(number - 1) if number else "00" * 32,
+        "version": _BLOCK_VERSION,
+        **_nonzero(timestamp=chain.block_timestamp_ms(number)),
+    }
+    body: _Body = {
         "blockID": chain.block_id(number),
         "block_header": {
-            "raw_data": {
-                "number": number,
-                "txTrieRoot": hashlib.sha256(f"txroot:{number}".encode()).hexdigest(),
-                "witness_address": _show(witness, call),
-                "parentHash": chain.block_id(number - 1),
-                "version": _BLOCK_VERSION,
-                "timestamp": chain.block_timestamp_ms(number),
-            },
-            "witness_signature": hashlib.sha512(chain.block_id(number).encode()).hexdigest(),
+            "raw_data": raw_data,
+            "witness_signature": (signature[:64] + bytes([signature[64] + 27])).hex(),
         },
     }
+    txs = [chain.transaction(txid) for txid in chain.block_txids(number)] if transactions else []
+    if txs:  # an empty repeated field is not printed
+        body["transactions"] = [_transaction_json(tx, call) for tx in txs if tx is not None]
+    return body
 
 
 def _node_info(chain: Chain, call: _Call) -> _Body:
+    """NodeInfo through JSON.toJSONString (no JsonFormat: ``visible`` has no effect).
+
+    ``configNodeInfo`` and ``machineInfo`` carry the values of the docs' example (a Nile node).
+    """
     head, solid = chain.head(), chain.solid_head()
     return {
         "activeConnectCount": 3,
@@ -545,6 +727,28 @@ def _node_info(chain: Chain, call: _Call) -> _Body:
         "currentConnectCount": 60,
         "passiveConnectCount": 57,
         "totalFlow": 0,
+        "configNodeInfo": {
+            "codeVersion": "4.8.1",
+            "versionNum": "18636",
+            "p2pVersion": "201910292",
+            "listenPort": 18888,
+            "discoverEnable": True,
+            "maxConnectCount": 60,
+            "supportConstant": True,
+            "dbVersion": 2,
+        },
+        "machineInfo": {
+            "cpuCount": 16,
+            "cpuRate": 0.06666666666666667,
+            "totalMemory": 32726257664,
+            "freeMemory": 232448000,
+            "jvmTotalMemory": 18683133952,
+            "jvmFreeMemory": 7802853696,
+            "javaVersion": "1.8.0_291",
+            "osName": "Linux 3.10.0-1160.49.1.el7.x86_64",
+            "threadCount": 361,
+            "deadLockThreadCount": 0,
+        },
     }
 
 

@@ -151,11 +151,14 @@ async def test_account_resource_errors(grid: Grid) -> None:
 
 
 async def test_no_solidity_getaccountresource(grid: Grid) -> None:
-    status, _, _ = await grid.raw("/walletsolidity/getaccountresource", {"address": "x"})
+    status, headers, body = await grid.raw("/walletsolidity/getaccountresource", {"address": "x"})
     assert status == 404
+    assert headers["Content-Type"].startswith("application/json")
+    assert msgspec.json.decode(body) == {"Error": "this API is unavailable due to config"}
     assert grid.control.count("not_found") == 1
-    status, _, _ = await grid.raw("/wallet/nosuchservlet")
+    status, _, body = await grid.raw("/wallet/nosuchservlet")
     assert status == 404
+    assert msgspec.json.decode(body) == {"Error": "this API is unavailable due to config"}
 
 
 async def test_api_key_header_is_accepted_and_requests_are_counted(grid: Grid) -> None:
@@ -404,7 +407,7 @@ async def test_delegated_resource_account_index_v2(grid: Grid) -> None:
 
 async def test_now_block_and_node_info(grid: Grid) -> None:
     head = grid.chain.head()
-    block = await grid.post("/wallet/getnowblock", {"visible": True})
+    block = await grid.get("/wallet/getnowblock", visible="true")
     raw = block["block_header"]["raw_data"]
     assert raw["number"] == head
     assert raw["timestamp"] == grid.chain.block_timestamp_ms(head)
@@ -412,6 +415,9 @@ async def test_now_block_and_node_info(grid: Grid) -> None:
     assert block["blockID"][:16] == head.to_bytes(8, "big").hex()
     assert raw["parentHash"] == grid.chain.block_id(head - 1)
     assert raw["witness_address"].startswith("T")
+    # POST reads visible from the query only (doPost calls doGet): a body's is ignored.
+    posted = await grid.post("/wallet/getnowblock", {"visible": True})
+    assert posted["block_header"]["raw_data"]["witness_address"] == hex_of(raw["witness_address"])
     solid = await grid.get("/walletsolidity/getnowblock")
     assert solid["block_header"]["raw_data"]["number"] == head - SOLID_DEPTH
     assert solid["block_header"]["raw_data"]["witness_address"].startswith("41")

@@ -273,9 +273,11 @@ class Verifier(AsyncResource):
         """
         txid = _check_txid(txid)
         payload = {"value": txid, "visible": True}
-        tx, _ = await self._post("/wallet/gettransactionbyid", payload, _TRANSACTION, meter)
+        # Info first: a node shows a tx's body once it is in a block (java-tron reads only the
+        # tx store), so a block landing between the two calls cannot leave info without body.
         info_path = "/wallet/gettransactioninfobyid"
         info, _ = await self._post(info_path, payload, _TRANSACTION_INFO, meter)
+        tx, _ = await self._post("/wallet/gettransactionbyid", payload, _TRANSACTION, meter)
         solid = False
         if check_solid and info.block_number is not None:
             solid_path = "/walletsolidity/gettransactioninfobyid"

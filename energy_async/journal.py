@@ -5,6 +5,26 @@ records the provider's order and the final verdict after. On resume the journal 
 memory: every unsettled order is re-attached by ``client_order_id``, no settled order is bought
 again, and orders never sent are sent.
 
+The contract (what any backend must keep; the batch and the CLI rely on nothing else):
+
+- An entry is keyed by ``client_order_id`` and only moves forward through `EntryState`:
+  INTENDED (recorded; the create has not left, so sending it is safe) -> SENT (the create may
+  have left: only a replay with the same id may follow) -> ORDERED (the provider returned an
+  order) -> SETTLED (a final verdict is recorded).
+- Only a final verdict settles: DELIVERED, UNDER_DELIVERED, NOT_DELIVERED, PROVIDER_MISMATCH or
+  REJECTED. An UNKNOWN result is recorded (``result``/``verdict``) but leaves the entry where it
+  was, so `unsettled` returns it and a resume re-attaches it (replay by id, query, verify).
+  An order that was never sent (a service was down, the batch stopped, the money ran out)
+  simply stays INTENDED: a resume sends it.
+- Every write returns only once it is durable (committed); a write that raises did not happen.
+- ``run_id`` is fixed by the first run that opens a journal, so a resume rebuilds the same
+  generated ``client_order_id`` values and never buys a row again under a new id.
+- `open` with ``create=False`` refuses anything it did not write itself, with `JournalError`
+  naming the file and what is wrong, and leaves it untouched: a missing or empty file, another
+  application's file, a newer schema, a damaged file, or a copy taken without its ``-wal``
+  file while it was in use (its newest entries would be missing, and a resume would buy them
+  again).
+
 Storage is one SQLite file (stdlib ``sqlite3``) in WAL mode, reached through one connection on
 anyio worker threads, one call at a time. Concurrent writes are committed together in one
 transaction (group commit), and every write returns only once its transaction is committed.
@@ -34,17 +54,18 @@ import anyio
 import msgspec
 from anyio.abc import AsyncResource
 
-from energy_async.errors import InvalidOrder, JournalError
+from energy_async.errors import EnergyError, InvalidOrder, JournalError
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "EntryState", "Journal", "JournalEntry"]
 
 APPLICATION_ID = 0x456E4A6C  # "EnJl": marks the file as an energy_async journal
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added the ``meta`` table (run id, open flag); 1 is upgraded on open
 
 _PAGE_SIZE = 512  # entries per page when streaming
 _LOCK_TIMEOUT = 1.0  # seconds to wait for a file another process holds
 
+_META_TABLE = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _SCHEMA = (
     """
     CREATE TABLE entries (
@@ -67,10 +88,15 @@ _SCHEMA = (
     # Covers spent(), so spend guards never read the (large) rows.
     "CREATE INDEX entries_sent ON entries (sent_at, provider, energy, sun)"
     " WHERE sent_at IS NOT NULL",
+    _META_TABLE,
 )
-_SCHEMA_OBJECTS = frozenset(
+_V1_OBJECTS = frozenset(
     {("table", "entries"), ("index", "entries_unsettled"), ("index", "entries_sent")}
 )
+_SCHEMA_OBJECTS = _V1_OBJECTS | {("table", "meta")}
+# ``meta`` keys: the batch's run id, and "1" under ``in_use`` from open until a clean close.
+_RUN_ID, _IN_USE = "run_id", "in_use"
+_MAX_INT = 2**63 - 1  # SQLite's INTEGER
 _COLUMNS = (
     "client_order_id, provider, state, request, order_json, result, verdict, "
     "created_at, updated_at, sent_at"
@@ -231,18 +257,33 @@ class Journal(AsyncResource):
         await self._write(op)
 
     async def record_result(self, client_order_id: str, result: DeliveryResult) -> None:
-        """Record the verdict: the entry is SETTLED. A later result replaces an earlier one."""
+        """Record a verdict; a later result replaces an earlier one.
+
+        A final verdict settles the entry. UNKNOWN does not: the result is kept (for reports),
+        the entry stays SENT or ORDERED, and a resume re-attaches it.
+        """
         _check_belongs(client_order_id, result.client_order_id, "result")
+        final = result.verdict is not Verdict.UNKNOWN
 
         def op(db: sqlite3.Connection, now: float) -> None:
-            _state_of(db, client_order_id)
+            state = _state_of(db, client_order_id)
+            if final:
+                state = EntryState.SETTLED
+            else:
+                # UNKNOWN is only ever reached once a create was tried.
+                progress = EntryState.ORDERED if result.order is not None else EntryState.SENT
+                state = max(state, progress, key=_rank)
+                db.execute(
+                    "UPDATE entries SET sent_at = coalesce(sent_at, ?) WHERE client_order_id = ?",
+                    (now, client_order_id),
+                )
             if result.order is not None:
-                _store_order(db, now, client_order_id, EntryState.SETTLED, result.order)
+                _store_order(db, now, client_order_id, state, result.order)
             db.execute(
                 "UPDATE entries SET state = ?, result = ?, verdict = ?, updated_at = ?"
                 " WHERE client_order_id = ?",
                 (
-                    EntryState.SETTLED,
+                    state,
                     _encode(result).decode(),
                     result.verdict,
                     now,
@@ -251,6 +292,24 @@ class Journal(AsyncResource):
             )
 
         await self._write(op)
+
+    async def run_id(self, proposed: str | None = None) -> str | None:
+        """The batch run id recorded in this journal; records ``proposed`` if there is none.
+
+        A resume passes ``None`` and gets the first run's id back (``None`` for a journal of
+        schema 1, which did not record one).
+        """
+
+        def op(db: sqlite3.Connection, now: float) -> str | None:
+            if proposed is not None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                    (_RUN_ID, proposed),
+                )
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (_RUN_ID,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._write(op)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -276,11 +335,13 @@ class Journal(AsyncResource):
         return [entry async for entry in self._stream(where, provider)]
 
     async def counts(self) -> dict[str, int]:
-        """Entries per state, and settled entries per verdict as ``"SETTLED:<VERDICT>"``."""
+        """Entries per state, settled entries per verdict as ``"SETTLED:<VERDICT>"``, and
+        unsettled entries whose last look ended UNKNOWN as ``"UNKNOWN"``."""
 
         def read(db: sqlite3.Connection) -> dict[str, int]:
             counts = {str(state): 0 for state in EntryState}
             counts |= {f"SETTLED:{verdict}": 0 for verdict in Verdict}
+            counts["UNKNOWN"] = 0
             rows = db.execute(
                 "SELECT state, verdict, count(*) FROM entries GROUP BY state, verdict"
             )
@@ -288,6 +349,8 @@ class Journal(AsyncResource):
                 counts[state] += number
                 if state == EntryState.SETTLED and verdict is not None:
                     counts[f"SETTLED:{verdict}"] += number
+                elif verdict == Verdict.UNKNOWN:
+                    counts["UNKNOWN"] += number
             return counts
 
         return await self._read(read)
@@ -402,6 +465,8 @@ class Journal(AsyncResource):
             write.value, write.error, write.done = value, problem, True
 
     def _wrap(self, error: Exception) -> Exception:
+        if isinstance(error, OverflowError):
+            return JournalError(f"journal write refused: {error}", path=self._path)
         if isinstance(error, sqlite3.Error):
             return JournalError(f"journal write failed: {error}", path=self._path)
         return error
@@ -414,7 +479,13 @@ class Journal(AsyncResource):
     def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.close()
+            try:
+                # A clean close: the checkpoint on close moves everything into the main file.
+                connection.execute("UPDATE meta SET value = '0' WHERE key = ?", (_IN_USE,))
+            except sqlite3.Error:
+                pass  # left marked in use: the -wal file stays, and the next open reads it
+            finally:
+                connection.close()
 
     def _closed_error(self) -> JournalError:
         return JournalError("the journal is closed", path=self._path)
@@ -427,7 +498,9 @@ def _connect(path: str, create: bool, durable: bool) -> sqlite3.Connection:
     exists = os.path.exists(path)
     if not exists and not create:
         raise JournalError("no journal at this path", path=path)
-    fresh = not exists or _inspect(path)
+    if not exists:
+        _check_directory(path)
+    found = _inspect(path, create) if exists else _Found.FRESH
     try:
         db = sqlite3.connect(
             path, timeout=_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -437,11 +510,21 @@ def _connect(path: str, create: bool, durable: bool) -> sqlite3.Connection:
     try:
         # Exclusive before the first read: the lock is taken now and held until close.
         db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        if fresh:
+        if found is _Found.FRESH:
             _create_schema(db, path)
         else:
             db.execute("PRAGMA journal_mode = WAL")
+            if found is _Found.UPGRADE:
+                _upgrade(db)
         db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        # In use from now until a clean close, and said so in the main file itself: a copy of
+        # the main file taken meanwhile, without its -wal, is then recognised as incomplete.
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, '1')"
+            " ON CONFLICT (key) DO UPDATE SET value = '1'",
+            (_IN_USE,),
+        )
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except BaseException as error:
         db.close()
         if isinstance(error, sqlite3.Error):
@@ -450,8 +533,33 @@ def _connect(path: str, create: bool, durable: bool) -> sqlite3.Connection:
     return db
 
 
-def _inspect(path: str) -> bool:
-    """Check an existing file without writing to it; True if it is empty and may be set up."""
+def _check_directory(path: str) -> None:
+    """Say what is wrong with the place a new journal would go, before SQLite says less."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise JournalError(f"cannot open the journal: no directory {directory}", path=path)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise JournalError(
+            f"cannot open the journal: the directory {directory} is not writable", path=path
+        )
+
+
+class _Found(enum.Enum):
+    FRESH = "fresh"  # empty: may be set up as a new journal
+    UPGRADE = "upgrade"  # a journal of schema version 1
+    JOURNAL = "journal"
+
+
+def _inspect(path: str, create: bool) -> _Found:
+    """Check an existing file without writing to it: what it is, or `JournalError`."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0 and not create:
+        raise JournalError(
+            "the file is empty, not a journal (a journal starts with SQLite's header and"
+            " energy_async's application id); nothing was bought",
+            path=path,
+        )
+    # Looked at before SQLite opens the file: reading a WAL database creates an empty -wal.
+    wal_present = os.path.exists(path + "-wal")
     uri = Path(path).resolve().as_uri() + "?mode=ro"
     try:
         db = sqlite3.connect(uri, uri=True, timeout=_LOCK_TIMEOUT)
@@ -464,7 +572,11 @@ def _inspect(path: str) -> bool:
             db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
         )
         if application_id == 0 and version == 0 and not objects:
-            return True
+            if not create:
+                raise JournalError(
+                    "an empty SQLite database, not a journal; nothing was bought", path=path
+                )
+            return _Found.FRESH
         _check_identity(path, application_id, version, objects)
         problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
         if problems != ["ok"]:
@@ -472,7 +584,17 @@ def _inspect(path: str) -> bool:
                 f"the journal is damaged ({'; '.join(problems)}); it was left as is",
                 path=path,
             )
-        return False
+        if version == 1:
+            return _Found.UPGRADE
+        in_use = db.execute("SELECT value FROM meta WHERE key = ?", (_IN_USE,)).fetchone()
+        if in_use == ("1",) and not wal_present:
+            raise JournalError(
+                "the journal was copied (or its -wal file removed) while it was in use: its"
+                f" newest entries are in {os.path.basename(path)}-wal, which is missing; copy"
+                " both files, or resume from the original; it was left as is",
+                path=path,
+            )
+        return _Found.JOURNAL
     except sqlite3.Error as error:
         raise _open_error(path, error) from error
     finally:
@@ -497,7 +619,8 @@ def _check_identity(path: str, application_id: int, version: int, objects: set[A
             f" {version}, this version reads {SCHEMA_VERSION}); upgrade energy_async",
             path=path,
         )
-    if version != SCHEMA_VERSION or objects != _SCHEMA_OBJECTS:
+    expected = _V1_OBJECTS if version == 1 else _SCHEMA_OBJECTS
+    if version not in (1, SCHEMA_VERSION) or objects != expected:
         raise JournalError(
             f"the journal is damaged (schema version {version} with unexpected tables);"
             " it was left as is",
@@ -516,6 +639,14 @@ def _create_schema(db: sqlite3.Connection, path: str) -> None:
     for statement in _SCHEMA:
         db.execute(statement)
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.execute("COMMIT")
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: add ``meta``; the entries are as they were."""
+    db.execute("BEGIN IMMEDIATE")
+    db.execute(_META_TABLE)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.execute("COMMIT")
 
@@ -638,5 +769,5 @@ def _entry(row: _Row) -> JournalEntry:
             updated_at=updated,
             sent_at=sent,
         )
-    except (msgspec.DecodeError, ValueError) as error:
-        raise JournalError(f"journal entry {cid!r} is damaged: {error}") from error
+    except (msgspec.DecodeError, ValueError, EnergyError) as error:
+        raise JournalError(f"journal entry {cid!r} is damaged: {error}") from None

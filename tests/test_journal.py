@@ -20,7 +20,7 @@ import pytest
 
 from energy_async import journal as journal_module
 from energy_async.errors import InvalidOrder, JournalError
-from energy_async.journal import APPLICATION_ID, EntryState, Journal, JournalEntry
+from energy_async.journal import APPLICATION_ID, SCHEMA_VERSION, EntryState, Journal, JournalEntry
 from energy_async.models import (
     ConfirmStatus,
     DeliveryResult,
@@ -243,23 +243,37 @@ async def test_state_only_moves_forward(journal: Journal) -> None:
     ordered = await journal.get("order-1")
     assert ordered is not None and ordered.state is EntryState.ORDERED
 
+    # UNKNOWN is recorded but settles nothing: the entry is still to do, for a resume.
     await journal.record_result("order-1", result(intent, None, Verdict.UNKNOWN))
     later = order("order-1", energy=64_000)
     await journal.record_order("order-1", later)
-    settled = await journal.get("order-1")
-    assert settled is not None
-    assert (settled.state, settled.verdict, settled.order) == (
-        EntryState.SETTLED,
+    unknown = await journal.get("order-1")
+    assert unknown is not None
+    assert (unknown.state, unknown.verdict, unknown.order) == (
+        EntryState.ORDERED,
         Verdict.UNKNOWN,
         later,
     )
-    with pytest.raises(JournalError, match="already settled"):
-        await journal.mark_sent("order-1")
+    assert [entry.client_order_id for entry in await journal.unsettled()] == ["order-1"]
+    assert (await journal.counts())["UNKNOWN"] == 1
+    await journal.mark_sent("order-1")  # a replay on resume is allowed
 
-    # Resolving an UNKNOWN later replaces the verdict.
+    # Resolving an UNKNOWN later replaces the verdict and settles the entry.
     await journal.record_result("order-1", result(intent, later, Verdict.DELIVERED))
     resolved = await journal.get("order-1")
     assert resolved is not None and resolved.verdict is Verdict.DELIVERED
+    assert resolved.state is EntryState.SETTLED
+    with pytest.raises(JournalError, match="already settled"):
+        await journal.mark_sent("order-1")
+    assert await journal.unsettled() == []
+
+
+async def test_an_unknown_result_of_an_intended_entry_marks_it_sent(journal: Journal) -> None:
+    intent = request(1)
+    await journal.record_intent("catfee", intent)
+    await journal.record_result("order-1", result(intent, None, Verdict.UNKNOWN))
+    entry = await journal.get("order-1")
+    assert entry is not None and entry.state is EntryState.SENT and entry.sent_at is not None
 
 
 async def test_an_order_implies_the_create_was_sent(journal: Journal) -> None:
@@ -665,7 +679,7 @@ async def make_our_tables_without_id(file: Path) -> None:
 
 async def make_newer(file: Path) -> None:
     await written_journal(file, 10)
-    sqlite_file(file, "PRAGMA user_version = 2")
+    sqlite_file(file, "PRAGMA user_version = 3")
 
 
 async def make_missing_table(file: Path) -> None:
@@ -690,10 +704,10 @@ async def make_extra_table(file: Path) -> None:
         (make_foreign_tables, r"another application's SQLite database \(tables users\)"),
         (make_foreign_id, r"another application's SQLite database \(application_id 0x4d2\)"),
         (make_foreign_id_empty, r"another application's"),
-        (make_our_tables_without_id, r"another application's .*\(tables entries\)"),
-        (make_newer, r"newer energy_async \(schema version 2, this version reads 1\); upgrade"),
-        (make_missing_table, r"damaged \(schema version 1 with unexpected tables\)"),
-        (make_extra_table, r"damaged \(schema version 1 with unexpected tables\)"),
+        (make_our_tables_without_id, r"another application's .*\(tables entries, meta\)"),
+        (make_newer, r"newer energy_async \(schema version 3, this version reads 2\); upgrade"),
+        (make_missing_table, r"damaged \(schema version 2 with unexpected tables\)"),
+        (make_extra_table, r"damaged \(schema version 2 with unexpected tables\)"),
     ],
 )
 async def test_a_file_that_is_not_our_journal_is_refused_and_left_as_is(
@@ -719,17 +733,85 @@ async def test_a_missing_file_is_created_only_when_asked(path: Path) -> None:
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     finally:
         db.close()
 
 
-async def test_an_empty_file_becomes_a_journal(path: Path) -> None:
+async def test_an_empty_file_is_refused_for_resume_and_becomes_a_journal_when_new(
+    path: Path,
+) -> None:
     await anyio.Path(path).write_bytes(b"")
-    async with await Journal.open(path, create=False) as journal:
+    with pytest.raises(JournalError, match="empty, not a journal") as refused:
+        await Journal.open(path, create=False)
+    assert str(path) in str(refused.value)
+    assert await anyio.Path(path).read_bytes() == b""
+    # An empty SQLite database: still not a journal we wrote.
+    sqlite_file(path, "CREATE TABLE t (x)", "DROP TABLE t")
+    with pytest.raises(JournalError, match="empty SQLite database, not a journal"):
+        await Journal.open(path, create=False)
+    async with await Journal.open(path, create=True) as journal:
         await journal.record_intent("catfee", request(1))
     async with await Journal.open(path, create=False) as journal:
         assert (await journal.counts())["INTENDED"] == 1
+
+
+async def test_a_copy_without_its_wal_file_is_refused(path: Path, tmp_path: Path) -> None:
+    journal = await Journal.open(path)
+    try:
+        await journal.record_intents("catfee", requests(50))
+        await journal.mark_sent("order-3")
+        copy = tmp_path / "copy.journal"
+        copy.write_bytes(path.read_bytes())  # the main file only, while in use
+        assert (tmp_path / f"{path.name}-wal").exists()
+    finally:
+        await journal.aclose()
+    before = await digest(copy)
+    with pytest.raises(JournalError, match="-wal file removed\\) while it was in use") as refused:
+        await Journal.open(copy, create=False)
+    assert str(copy) in str(refused.value)
+    assert await digest(copy) == before
+    # The original, closed cleanly, opens; so does one copied with its -wal after a crash.
+    async with await Journal.open(path, create=False) as reopened:
+        assert (await reopened.counts())["SENT"] == 1
+
+
+async def test_the_run_id_is_fixed_by_the_first_run(path: Path) -> None:
+    async with await Journal.open(path) as journal:
+        assert await journal.run_id(None) is None
+        assert await journal.run_id("first") == "first"
+        assert await journal.run_id("second") == "first"
+    async with await Journal.open(path, create=False) as journal:
+        assert await journal.run_id(None) == "first"
+
+
+async def test_a_schema_1_journal_is_upgraded_and_keeps_its_entries(path: Path) -> None:
+    async with await Journal.open(path) as journal:
+        await journal.record_intents("catfee", requests(3))
+    sqlite_file(path, "DROP TABLE meta", "PRAGMA user_version = 1")
+    async with await Journal.open(path, create=False) as journal:
+        assert (await journal.counts())["INTENDED"] == 3
+        assert await journal.run_id("r") == "r"
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        db.close()
+
+
+async def test_a_missing_or_read_only_directory_says_so(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="no directory"):
+        await Journal.open(tmp_path / "nowhere" / "journal")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(JournalError, match="not writable"):
+            await Journal.open(locked / "journal")
+    finally:
+        locked.chmod(0o700)
 
 
 async def test_a_directory_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,11 @@ are in flight; a result leaves the batch as soon as it settles, and nothing is k
 beyond the journal, so memory stays flat however long the batch is. With a journal, every
 order's intent is committed before its create is sent, which is what makes ``resume`` safe
 after a crash: it re-attaches unsettled orders by ``client_order_id`` and buys nothing twice.
+
+Every request comes out as exactly one outcome (`BatchRun.outcomes`): a `DeliveryResult`, or a
+`Skipped` row the batch did not settle and why (a service was down, the batch was stopped by a
+spend limit, a refusal of money or credentials, or a signal). One order's failure, whatever it
+is, never cancels another: an unexpected error becomes that order's UNKNOWN result.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from energy_async.errors import (
     AuthenticationError,
     ConfigurationError,
     EnergyError,
+    InsufficientBalance,
     JournalError,
+    NothingBought,
 )
 from energy_async.models import DeliveryResult, Evidence, Order, OrderRequest, Verdict
 
@@ -33,10 +40,15 @@ if TYPE_CHECKING:
     from energy_async.coordinator import Coordinator
     from energy_async.journal import Journal
 
-__all__ = ["BatchRun", "SpendGuard", "run_batch", "run_resume"]
+__all__ = ["BatchRun", "Outcome", "Skipped", "SpendGuard", "run_batch", "run_resume"]
 
 log = logging.getLogger("energy_async.batch")
 
+# Refusals that would refuse every order after this one: the batch stops sending.
+_MONEY_STOPS = {
+    "InsufficientBalance": "the provider account cannot pay",
+    "AuthenticationError": "credentials refused",
+}
 _INTENT_CHUNK = 256  # intents committed together, always before any of them is sent
 _HOUR = 3600.0
 
@@ -47,14 +59,19 @@ class SpendGuard:
 
     Energy is known before an order is sent, so energy limits are exact. The price in sun is
     known only once the provider answers, so sun limits reserve an estimate per order (the
-    highest price per energy unit seen so far) and, until a first price is known, let one
-    order through at a time: the limit can never be overshot by a whole wave of orders.
+    highest price per energy unit seen so far, or the provider's quote given as
+    ``quoted_sun_per_energy``) and, until a first price is known, let one order through at a
+    time: the limit can never be overshot by a whole wave of orders. An order whose provider
+    reported no price is counted at that estimate, never as free; with no estimate at all the
+    guard stops the batch (`blind`) rather than spend without counting.
     """
 
     max_energy: int | None = None
     max_sun: int | None = None
     max_energy_per_hour: int | None = None
     max_sun_per_hour: int | None = None
+    quoted_sun_per_energy: float | None = None
+    blind: str | None = None  # why sun can no longer be counted (a price was missing)
     _energy: int = 0
     _sun: int = 0
     _reserved_sun: int = 0
@@ -69,6 +86,10 @@ class SpendGuard:
         limits = (self.max_energy, self.max_sun, self.max_energy_per_hour, self.max_sun_per_hour)
         if any(limit is not None and limit <= 0 for limit in limits):
             raise ConfigurationError("spend limits must be positive")
+        if self.quoted_sun_per_energy is not None:
+            if not 0 < self.quoted_sun_per_energy < float("inf"):
+                raise ConfigurationError("a quoted price must be a positive number")
+            self._sun_per_energy = self.quoted_sun_per_energy
 
     @property
     def limits_sun(self) -> bool:
@@ -106,6 +127,8 @@ class SpendGuard:
     def admit(self, energy: int, now: float | None = None) -> str | None:
         """Reserve room for one order, or say which limit stops it."""
         now = time.time() if now is None else now
+        if self.blind is not None:
+            return self.blind
         self._expire(now)
         hour_energy, hour_sun = self._hour_energy, self._hour_sun
         estimate = round(energy * self._sun_per_energy) if self._sun_per_energy else 0
@@ -134,11 +157,20 @@ class SpendGuard:
         self._reserved_sun = max(0, self._reserved_sun - estimate)
         if self._unpriced:
             self._unpriced -= 1
-        cost = order.cost_sun if order is not None and order.cost_sun else 0
         if order is None:
             self._energy -= energy  # refused or never sent: it spent nothing
             self._spend_in_window(now, -energy, -estimate)
             return
+        cost = order.cost_sun
+        if cost is None or cost < 0:
+            # No price (or a nonsensical one, which decoding refuses anyway): count the
+            # estimate, never zero; with no estimate, sun can no longer be counted at all.
+            cost = estimate
+            if not self._sun_per_energy and self.limits_sun:
+                self.blind = (
+                    f"order {order.id} came without a price and none is known yet: the sun"
+                    " limit can no longer be kept"
+                )
         self._sun += cost
         self._spend_in_window(now, 0, cost - estimate)
         if cost and energy:
@@ -153,18 +185,70 @@ class _Item:
     resumed: bool = False
 
 
-class BatchRun:
-    """The results of a running batch, in the order they settle.
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A request the batch did not settle in this run, and why.
 
-    ``stop_reason`` says why no more orders are being sent (a spend limit), if any.
+    ``sent`` is False when its create never left (nothing was bought: a resume, or a rerun,
+    sends it) and True when a create may have left before the batch stopped (it stays
+    unsettled in the journal; only a resume, which replays it by ``client_order_id``, may touch
+    it). ``service_down`` marks a row not sent because a service was unavailable (safe to retry).
     """
 
-    def __init__(self, receive: ObjectReceiveStream[DeliveryResult]) -> None:
+    request: OrderRequest
+    reason: str
+    sent: bool = False
+    service_down: bool = False
+
+    @property
+    def client_order_id(self) -> str:
+        return self.request.client_order_id
+
+
+Outcome = DeliveryResult | Skipped
+
+
+class BatchRun:
+    """The outcomes of a running batch, in the order they settle.
+
+    Iterating yields the delivery results only; `outcomes` yields every request's outcome,
+    `Skipped` rows included. ``stop_reason`` says why no more orders are being sent (a spend
+    limit, a refusal of money or credentials, a failing journal, `stop`), if any.
+    ``in_flight`` holds the ``client_order_id`` of every order being settled right now.
+    """
+
+    def __init__(self, receive: ObjectReceiveStream[Outcome]) -> None:
         self._receive = receive
         self.stop_reason: str | None = None
+        self.journal_error: JournalError | None = None
+        self.in_flight: set[str] = set()
+        self._stopped = anyio.Event()
+        self._workers: set[anyio.CancelScope] = set()
+        self.aborted = False
 
-    def __aiter__(self) -> AsyncIterator[DeliveryResult]:
-        return self._receive.__aiter__()
+    def stop(self, reason: str) -> None:
+        """Send no new order; those in flight settle, the rest come out as `Skipped`."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.warning("batch stopped sending new orders: %s", reason)
+        self._stopped.set()
+
+    def abort(self) -> None:
+        """`stop`, and give up on the orders in flight: they come out as unsettled `Skipped`
+        rows (journalled as they stand, for a resume)."""
+        self.stop("aborted")
+        self.aborted = True
+        for scope in self._workers:
+            scope.cancel()
+
+    async def outcomes(self) -> AsyncIterator[Outcome]:
+        async for outcome in self._receive:
+            yield outcome
+
+    async def __aiter__(self) -> AsyncIterator[DeliveryResult]:
+        async for outcome in self._receive:
+            if isinstance(outcome, DeliveryResult):
+                yield outcome
 
 
 def run_batch(
@@ -242,7 +326,7 @@ async def _batch(
     ):
         energy, sun = await journal.spent(since=time.time() - _HOUR)
         guard.seed(energy, sun, time.time())
-    send, receive = anyio.create_memory_object_stream[DeliveryResult](concurrency)
+    send, receive = anyio.create_memory_object_stream[Outcome](concurrency)
     run = BatchRun(receive)
     async with anyio.create_task_group() as group:
         group.start_soon(
@@ -260,7 +344,7 @@ async def _batch(
 async def _produce(
     coordinator: Coordinator,
     items: AsyncGenerator[_Item, None],
-    send: ObjectSendStream[DeliveryResult],
+    send: ObjectSendStream[Outcome],
     run: BatchRun,
     concurrency: int,
     deadline: float,
@@ -272,58 +356,170 @@ async def _produce(
     slots = anyio.Semaphore(concurrency)
     async with send, aclosing(items), anyio.create_task_group() as workers:
         async for item in items:
-            await slots.acquire()
+            if not await _take_slot(slots, run):
+                # Stopped: every remaining row still comes out, unsent (or unsettled).
+                reason = run.stop_reason or "stopped"
+                await send.send(Skipped(item.request, reason, sent=item.resumed))
+                continue
             energy = item.request.expected_energy
             if guard is not None and not item.resumed:
                 await guard.wait_for_price()
-                reason = guard.admit(energy)
-                if reason is not None:
+                refusal = guard.admit(energy)
+                if refusal is not None:
                     slots.release()
-                    run.stop_reason = reason
-                    log.warning("batch stopped sending new orders: %s", reason)
-                    break
+                    run.stop(refusal)
+                    await send.send(Skipped(item.request, refusal))
+                    continue
+            run.in_flight.add(item.request.client_order_id)
             workers.start_soon(
-                _one, coordinator, item, send, slots, deadline, journal, guard, energy
+                _one, coordinator, item, send, run, slots, deadline, journal, guard, energy
             )
+
+
+async def _take_slot(slots: anyio.Semaphore, run: BatchRun) -> bool:
+    """True with a slot taken; False once the batch is stopped (a stop must not wait for one)."""
+    if run.stop_reason is not None:
+        return False
+    if slots.value:
+        slots.acquire_nowait()
+        return True
+    taken = False
+    async with anyio.create_task_group() as race:
+
+        async def stopped() -> None:
+            await run._stopped.wait()
+            race.cancel_scope.cancel()
+
+        race.start_soon(stopped)
+        await slots.acquire()
+        taken = True
+        race.cancel_scope.cancel()
+    if taken and run.stop_reason is not None:
+        slots.release()
+        return False
+    return taken
 
 
 async def _one(
     coordinator: Coordinator,
     item: _Item,
-    send: ObjectSendStream[DeliveryResult],
+    send: ObjectSendStream[Outcome],
+    run: BatchRun,
     slots: anyio.Semaphore,
     deadline: float,
     journal: Journal | None,
     guard: SpendGuard | None,
     energy: int,
 ) -> None:
+    request = item.request
     try:
-        try:
-            result = await coordinator.settle(
-                item.request,
-                deadline=deadline,
-                journal=journal,
-                resume_order=item.order,
-                resumed=item.resumed,
-            )
-        except (AuthenticationError, JournalError):
-            raise  # wrong credentials or a failing journal: stop the batch, say so once
-        except EnergyError as exc:
-            # Raised only before anything was sent (the pre-order snapshot failed).
-            result = _not_sent(coordinator, item.request, exc)
+        with anyio.CancelScope() as scope:
+            run._workers.add(scope)
+            if run.aborted:
+                scope.cancel()
+            outcome: Outcome = await _settle(coordinator, item, run, deadline, journal)
+        run._workers.discard(scope)
+        if scope.cancelled_caught:
+            outcome = Skipped(request, "interrupted while in flight", sent=True)
         if guard is not None and not item.resumed:
-            guard.settle(energy, result.order)
-        if journal is not None:
-            await journal.record_result(item.request.client_order_id, result)
-        await send.send(result)
+            bought = outcome.order if isinstance(outcome, DeliveryResult) else None
+            guard.settle(energy, bought)
+            if guard.blind is not None:
+                run.stop(guard.blind)
+        if isinstance(outcome, DeliveryResult) and outcome.error_kind in _MONEY_STOPS:
+            # The money (or the key to it) stopped: nothing more is sent, like a spend limit.
+            # The refused order bought nothing; it stays to do (a resume replays it by id).
+            reason = f"{_MONEY_STOPS[outcome.error_kind]}: {outcome.error}"
+            run.stop(reason)
+            outcome = Skipped(request, reason)
+        if isinstance(outcome, DeliveryResult) and journal is not None:
+            await _journal_result(journal, run, outcome)
+        await send.send(outcome)
     finally:
+        run.in_flight.discard(request.client_order_id)
         slots.release()
 
 
-def _not_sent(coordinator: Coordinator, request: OrderRequest, exc: EnergyError) -> DeliveryResult:
+async def _settle(
+    coordinator: Coordinator, item: _Item, run: BatchRun, deadline: float, journal: Journal | None
+) -> Outcome:
+    """This order's outcome, whatever happens to it: never an exception that would cancel
+    the orders beside it."""
+    request = item.request
+    try:
+        return await coordinator.settle(
+            request,
+            deadline=deadline,
+            journal=journal,
+            resume_order=item.order,
+            resumed=item.resumed,
+        )
+    except NothingBought as exc:
+        return Skipped(request, f"not sent: {exc.message}", service_down=True)
+    except (AuthenticationError, InsufficientBalance) as exc:
+        reason = f"{_money_stop(exc)}: {exc.message}"
+        run.stop(reason)
+        return Skipped(request, reason, sent=await _maybe_sent(journal, item))
+    except JournalError as exc:
+        _journal_failed(run, exc)
+        return _unknown(coordinator, request, f"journal write failed: {exc}")
+    except EnergyError as exc:
+        if not await _maybe_sent(journal, item):
+            return Skipped(request, f"not sent: {exc}", service_down=exc.retryable)
+        return _unknown(coordinator, request, str(exc))
+    except Exception as exc:  # a bug must cost this order its verdict, not the whole batch
+        log.debug("order %s failed unexpectedly", request.client_order_id, exc_info=True)
+        return _unknown(
+            coordinator, request, f"unexpected error {type(exc).__name__}: {_first_line(exc)}"
+        )
+
+
+def _money_stop(exc: EnergyError) -> str:
+    kind = "InsufficientBalance" if isinstance(exc, InsufficientBalance) else "AuthenticationError"
+    return _MONEY_STOPS[kind]
+
+
+async def _maybe_sent(journal: Journal | None, item: _Item) -> bool:
+    """Whether this order's create may have left: the journal knows; without one, assume so
+    unless the coordinator said otherwise (it raises before sending only for a failed
+    pre-order look, which it reports as `NothingBought`)."""
+    if item.resumed:
+        return True
+    if journal is None:
+        return True
+    from energy_async.journal import EntryState
+
+    try:
+        entry = await journal.get(item.request.client_order_id)
+    except JournalError:
+        return True
+    return entry is None or entry.state is not EntryState.INTENDED
+
+
+async def _journal_result(journal: Journal, run: BatchRun, result: DeliveryResult) -> None:
+    if run.journal_error is not None:
+        return  # the journal failed already: the CLI lists what it could not record
+    try:
+        await journal.record_result(result.client_order_id, result)
+    except JournalError as exc:
+        _journal_failed(run, exc)
+
+
+def _journal_failed(run: BatchRun, exc: JournalError) -> None:
+    if run.journal_error is None:
+        run.journal_error = exc
+    run.stop(f"the journal failed ({exc.message}); nothing more is sent")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def _unknown(coordinator: Coordinator, request: OrderRequest, why: str) -> DeliveryResult:
     now = time.time()
     return DeliveryResult(
-        verdict=Verdict.REJECTED,
+        verdict=Verdict.UNKNOWN,
         provider=coordinator.provider,
         client_order_id=request.client_order_id,
         request=request,
@@ -331,7 +527,7 @@ def _not_sent(coordinator: Coordinator, request: OrderRequest, exc: EnergyError)
         evidence=Evidence(
             started_at=now,
             settled_at=now,
-            notes=[f"not sent: the target could not be read before ordering ({exc.message})"],
+            notes=[f"outcome not settled ({why}); resolve it by client_order_id (--resume)"],
         ),
-        error=str(exc),
+        error=why,
     )

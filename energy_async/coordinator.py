@@ -114,6 +114,7 @@ class _Watch:
     create_unsettled: bool = False  # a create was sent whose outcome is not known yet
     fatal: EnergyError | None = None  # wrong credentials or input: not a verdict, re-raised
     error: str | None = None
+    error_kind: str | None = None  # the refusal's error class, for callers that act on it
     notes: list[str] = field(default_factory=list)
     tx_named: anyio.Event = field(default_factory=anyio.Event)  # wakes the chain loop
 
@@ -268,6 +269,7 @@ class Coordinator:
                 watch.claimed_at = watch.claimed_at or anyio.current_time()
             else:
                 watch.refused = True
+                watch.error_kind = type(exc).__name__
                 watch.note("the provider refused the order; nothing was charged")
             return
         except EnergyError as exc:
@@ -636,6 +638,7 @@ class Coordinator:
             order=watch.order,
             evidence=evidence,
             error=watch.error if verdict in (Verdict.REJECTED, Verdict.UNKNOWN) else None,
+            error_kind=watch.error_kind if verdict is Verdict.REJECTED else None,
         )
 
     def _cross_check(self, watch: _Watch, verdict: Verdict) -> None:

@@ -164,6 +164,10 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     raw: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_amounts(self)
+        if any(_is_credential(key) for key in self.raw):
+            # Stored, printed and journalled: a key the provider echoes must not ride along.
+            msgspec.structs.force_setattr(self, "raw", _without_credentials(self.raw))
         # One truth for both names: an adapter may set either, the other follows.
         if self.delegate_hash and not self.delegate_hashes:
             msgspec.structs.force_setattr(self, "delegate_hashes", (self.delegate_hash,))
@@ -184,6 +188,39 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
         if self.status in (OrderStatus.PAYMENT_SUCCESS, OrderStatus.TRANSFER_SUCCESS):
             return OrderPhase.PENDING
         return OrderPhase.UNKNOWN
+
+
+# Keys of a provider's raw order that may hold a credential (matched as parts of the key).
+_CREDENTIAL_WORDS = ("key", "secret", "sign", "token", "password", "auth", "credential")
+_MAX_AMOUNT = 2**63 - 1  # a journal's INTEGER; any real amount of sun or energy is far below
+
+
+def _is_credential(key: object) -> bool:
+    name = str(key).lower().replace("-", "_")
+    return any(word in name for word in _CREDENTIAL_WORDS) and name not in _RAW_KEEP
+
+
+# Order fields that contain one of the words but hold no secret.
+_RAW_KEEP = frozenset({"sign_type"})
+
+
+def _without_credentials(raw: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in raw.items() if not _is_credential(key)}
+
+
+def _check_amounts(order: Order) -> None:
+    """Amounts a provider reported that no real order has: a bad response, not a crash later
+    (a journal's OverflowError) or a negative price that defeats a spend limit."""
+    from energy_async.errors import BadResponse
+
+    for name in ("energy", "transfers", "cost_sun", "activation_cost_sun"):
+        value = getattr(order, name)
+        if value is not None and not 0 <= value <= _MAX_AMOUNT:
+            raise BadResponse(f"{order.provider} reported {name} {value}, which no order has")
+    for name in ("created_at_ms", "expires_at_ms", "balance_after_sun"):
+        value = getattr(order, name)
+        if value is not None and abs(value) > _MAX_AMOUNT:
+            raise BadResponse(f"{order.provider} reported {name} {value}, out of range")
 
 
 class Account(msgspec.Struct, frozen=True, kw_only=True):
@@ -294,6 +331,9 @@ class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
     order: Order | None
     evidence: Evidence
     error: str | None = None
+    # The kind of ``error`` when the provider refused (``"InsufficientBalance"``,
+    # ``"AuthenticationError"``, ``"RequestRejected"`` ...): a batch stops when the money does.
+    error_kind: str | None = None
 
     @property
     def delivered(self) -> bool:

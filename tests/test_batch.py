@@ -44,13 +44,13 @@ async def test_results_stream_out_and_failures_do_not_cancel_the_rest() -> None:
     async with stage() as st:
         requests = requests_for(st, 30)
         plan = st.sandbox.catfee.delivery
-        plan.for_target(requests[3].target, Delivery.REFUSE)
+        plan.for_target(requests[3].target, Delivery.WRONG_RECEIVER)
         plan.for_target(requests[7].target, Delivery.CLAIM_WITHOUT_DELEGATING)
         plan.for_target(requests[9].target, Delivery.NEVER_LANDS)
         results = await run(st, requests, concurrency=8, deadline=1.5)
         by_id = {result.client_order_id: result for result in results}
         assert len(results) == len(by_id) == 30
-        assert by_id[requests[3].client_order_id].verdict is Verdict.REJECTED
+        assert by_id[requests[3].client_order_id].verdict is Verdict.PROVIDER_MISMATCH
         assert by_id[requests[7].client_order_id].verdict is Verdict.PROVIDER_MISMATCH
         assert by_id[requests[9].client_order_id].verdict is Verdict.NOT_DELIVERED
         others = [r for i, r in enumerate(requests) if i not in (3, 7, 9)]
@@ -59,7 +59,7 @@ async def test_results_stream_out_and_failures_do_not_cancel_the_rest() -> None:
         assert results[-1].client_order_id == requests[9].client_order_id
         charges = st.sandbox.catfee.charge_counts()
         assert max(charges.values()) == 1
-        assert sum(charges.values()) == 29  # the refused one charged nothing
+        assert sum(charges.values()) == 30
 
 
 async def test_journal_records_every_step_and_resume_buys_nothing_twice(tmp_path: Path) -> None:

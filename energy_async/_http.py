@@ -16,11 +16,13 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 import anyio
+import msgspec
 from yarl import URL
 
 from energy_async.errors import BadResponse, ConfigurationError
 
 __all__ = [
+    "DECODE_ERRORS",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TOTAL_TIMEOUT",
     "LOOPBACK_RATE",
@@ -28,12 +30,15 @@ __all__ = [
     "CallMeter",
     "RateLimiter",
     "RetryPolicy",
+    "TransportFault",
     "check_base_url",
     "default_rate",
     "is_loopback_host",
     "new_client_session",
     "parse_retry_after",
     "read_capped",
+    "redact_url",
+    "safe_cause",
 ]
 
 # A node of your own or the sandbox has no remote quota: in effect no limit (the limiter's
@@ -59,23 +64,71 @@ def default_rate(base_url: str | URL, remote_rate: float) -> float:
     return LOOPBACK_RATE if is_loopback_host(host) else remote_rate
 
 
+def redact_url(url: str | URL) -> str:
+    """A URL as it may be shown: scheme, host, port and path; never userinfo, query or fragment
+    (where keys end up), and never the raw text of something that does not parse."""
+    try:
+        parsed = URL(url) if isinstance(url, str) else url
+        shown = parsed.with_user(None).with_query(None).with_fragment(None)
+        if not parsed.host:
+            return "<not a URL>"
+        return str(shown)
+    except (ValueError, TypeError):
+        return "<not a URL>"
+
+
 def check_base_url(url: str | URL, *, what: str) -> URL:
     """``https://`` only, except loopback hosts (the sandbox): signed headers must never travel
-    in clear text or to a host the user did not name."""
-    parsed = URL(url) if isinstance(url, str) else url
-    host = parsed.host or ""
+    in clear text or to a host the user did not name. Errors show the URL redacted."""
+    try:
+        parsed = URL(url) if isinstance(url, str) else url
+        host = parsed.host or ""
+    except (ValueError, TypeError):
+        raise ConfigurationError(f"{what} is not a valid URL") from None
+    shown = redact_url(parsed)
     if not parsed.is_absolute() or not host:
-        raise ConfigurationError(f"{what} must be an absolute URL, got {str(url)!r}")
+        raise ConfigurationError(f"{what} must be an absolute URL, got {shown!r}")
     if parsed.user or parsed.password:
-        raise ConfigurationError(f"{what} must not carry credentials in the URL")
+        raise ConfigurationError(f"{what} must not carry credentials in the URL: {shown!r}")
     if parsed.query_string or parsed.fragment:
-        raise ConfigurationError(f"{what} must not have a query or fragment: {str(url)!r}")
+        raise ConfigurationError(f"{what} must not have a query or fragment: {shown!r}")
     if parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback_host(host)):
         return parsed.with_path(parsed.path.rstrip("/"))
     raise ConfigurationError(
-        f"{what} must use https:// (plain http is allowed only for loopback hosts), "
-        f"got {str(url)!r}"
+        f"{what} must use https:// (plain http is allowed only for loopback hosts), got {shown!r}"
     )
+
+
+# What decoding a body can raise besides msgspec's own errors: deep nesting (RecursionError) and
+# text that is not UTF-8. Every decode of a network body maps these to `BadResponse` too.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, RecursionError, UnicodeError)
+
+
+class TransportFault(Exception):
+    """A network failure, described without the request it failed on.
+
+    aiohttp's errors carry the request (``ClientResponseError.request_info`` holds every header,
+    keys and signatures included), so they are never chained as they are: `safe_cause` keeps
+    their kind and a redacted description instead.
+    """
+
+
+def safe_cause(error: BaseException) -> TransportFault:
+    """A stand-in for ``error`` to chain (``raise NetworkError(...) from safe_cause(exc)``)."""
+    if isinstance(error, aiohttp.ClientResponseError):
+        text = f"HTTP {error.status} {error.message}".strip()
+    elif isinstance(error, aiohttp.ClientConnectorError):
+        text = f"{error.host}:{error.port}: {error.os_error.strerror or error.os_error}"
+    else:
+        text = " ".join(str(error).split())
+        for marker in ("http://", "https://"):  # a URL in a message may carry a query
+            if marker in text:
+                text = text.split(marker, 1)[0] + "<url>"
+    fault = TransportFault(
+        f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+    )
+    fault.__suppress_context__ = True
+    return fault
 
 
 @dataclass(frozen=True, slots=True)

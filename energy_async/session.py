@@ -33,6 +33,7 @@ from energy_async._http import (
     new_client_session,
     parse_retry_after,
     read_capped,
+    safe_cause,
 )
 from energy_async.errors import (
     AuthenticationError,
@@ -369,12 +370,12 @@ class ProviderSession(AsyncResource):
                 error = NetworkError(
                     f"could not connect: {_describe(exc)}", **self._context(call, attempts)
                 )
-                error.__cause__ = exc
+                error.__cause__ = safe_cause(exc)
             except _MAYBE_SENT as exc:
                 error = NetworkError(
                     f"no answer: {_describe(exc)}", **self._context(call, attempts)
                 )
-                error.__cause__ = exc
+                error.__cause__ = safe_cause(exc)
                 maybe_sent = True
             delay = (
                 self._retry.delay(attempts, retry_after)

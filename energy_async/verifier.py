@@ -387,7 +387,9 @@ class Verifier(AsyncResource):
             raise
         except (aiohttp.ClientError, TimeoutError) as error:
             kind = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
-            raise NetworkError(f"TronGrid request failed: {kind}", path=path) from error
+            raise NetworkError(f"TronGrid request failed: {kind}", path=path) from _http.safe_cause(
+                error
+            )
 
 
 # --- pure interpretation of one response (kept apart so tests can feed it any bytes) ---------
@@ -425,7 +427,7 @@ def _interpret(
 def _decode(decoder: msgspec.json.Decoder[_T], content: bytes, path: str) -> _T:
     try:
         return decoder.decode(content)
-    except msgspec.DecodeError as error:
+    except _http.DECODE_ERRORS as error:
         raise BadResponse(
             f"TronGrid body is not the documented JSON: {_shown(str(error))}",
             http_status=200,
@@ -455,7 +457,7 @@ def _error_text(content: bytes) -> str | None:
     """The ``Error`` text of a body, if it is a JSON object that has one."""
     try:
         error = _ERROR_ONLY.decode(content).error
-    except msgspec.DecodeError:
+    except _http.DECODE_ERRORS:
         return None
     return None if error is None else _shown(str(error))
 

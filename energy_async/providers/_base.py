@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import msgspec
 
-from energy_async._http import check_base_url
+from energy_async._http import DECODE_ERRORS, check_base_url
 from energy_async.address import validate_address
 from energy_async.errors import (
     AuthenticationError,
@@ -100,7 +100,7 @@ def decode_envelope(body: bytes) -> Envelope:
         return _ENVELOPE.decode(body)
     except msgspec.ValidationError as exc:
         raise BadResponse(f"response is JSON but not the documented envelope: {exc}") from None
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         raise BadResponse(f"response is not JSON ({len(body)} bytes)") from None
 
 

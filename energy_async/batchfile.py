@@ -1,6 +1,10 @@
 """Batch input files: CSV (header ``to,energy`` and optional ``duration``, ``client_order_id``,
 ``transfers``) or JSON Lines with the same keys.
 
+CSV as spreadsheets write it: with or without a UTF-8 BOM, comma- or semicolon-separated
+(sniffed from the header), header names in any case. A header with a repeated or unknown column
+is refused showing the header found, never read by guessing which column was meant.
+
 Rows are streamed, never loaded whole, so a file can be read twice (validate every row first,
 then send) without holding thousands of requests in memory.
 """
@@ -8,15 +12,17 @@ then send) without holding thousands of requests in memory.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from energy_async.errors import InputError
 from energy_async.models import OrderRequest
 
-__all__ = ["BatchFileError", "RowProblem", "problems_text", "read_requests"]
+__all__ = ["BatchFileError", "RowProblem", "lines_of", "problems_text", "read_requests"]
 
 _KNOWN = frozenset({"to", "energy", "transfers", "duration", "client_order_id"})
 _MAX_PROBLEMS_SHOWN = 50
@@ -76,6 +82,16 @@ def read_requests(
         yield line, request
 
 
+def lines_of(path: str | Path, client_order_ids: set[str]) -> dict[str, int]:
+    """The line of each row that carries one of these ``client_order_id`` values."""
+    found: dict[str, int] = {}
+    for line, fields in _rows(Path(path)):
+        cid = fields.get("client_order_id")
+        if cid in client_order_ids:
+            found[cid] = line
+    return found
+
+
 def problems_text(problems: list[RowProblem], total: int) -> str:
     shown = [str(problem) for problem in problems[:_MAX_PROBLEMS_SHOWN]]
     if total > len(shown):
@@ -85,7 +101,8 @@ def problems_text(problems: list[RowProblem], total: int) -> str:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        # utf-8-sig: a BOM (Excel's "CSV UTF-8") is read as no BOM.
+        handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise BatchFileError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
@@ -96,36 +113,54 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 yield from _csv(handle, path)
         except UnicodeDecodeError:
             raise BatchFileError(f"{path} is not UTF-8 text") from None
+        except OSError as exc:
+            raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _csv(handle: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(handle)
-    header = [name.strip() for name in reader.fieldnames or []]
-    if "to" not in header or not ({"energy", "transfers"} & set(header)):
-        raise BatchFileError(
-            f"{path}: the first line must be a CSV header with 'to' and 'energy' "
-            "(optional: duration, client_order_id, transfers)"
-        )
-    unknown = [name for name in header if name not in _KNOWN]
-    if unknown:
-        raise BatchFileError(f"{path}: unknown column(s) {', '.join(unknown)}")
-    for row in reader:
-        if None in row:
-            yield reader.line_num, {"__error__": "more fields than the header has"}
-            continue
-        fields = {key.strip(): (value or "").strip() for key, value in row.items()}
-        if not any(fields.values()):
-            continue  # a blank line
-        yield reader.line_num, fields
+def _csv(handle: TextIO, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    first = handle.readline()
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(itertools.chain([first], handle), delimiter=delimiter)
+    try:
+        raw_header = next(reader, [])
+        header = [name.strip().lower() for name in raw_header]
+        found = delimiter.join(raw_header)[:200]
+        if "to" not in header or not ({"energy", "transfers"} & set(header)):
+            raise BatchFileError(
+                f"{path}: the first line must be a CSV header with 'to' and 'energy' "
+                f"(optional: duration, client_order_id, transfers); found {found!r}"
+            )
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise BatchFileError(
+                f"{path}: column(s) {', '.join(repeated)} appear more than once in the header"
+                f" {found!r}"
+            )
+        unknown = [name for name in header if name not in _KNOWN]
+        if unknown:
+            raise BatchFileError(
+                f"{path}: unknown column(s) {', '.join(unknown)} in the header {found!r}"
+                f" (known: {', '.join(sorted(_KNOWN))})"
+            )
+        for row in reader:
+            if len(row) > len(header):
+                yield reader.line_num, {"__error__": "more fields than the header has"}
+                continue
+            fields = {name: value.strip() for name, value in zip(header, row, strict=False)}
+            if not any(fields.values()):
+                continue  # a blank line
+            yield reader.line_num, fields
+    except csv.Error as exc:
+        raise BatchFileError(f"{path}: line {reader.line_num}: {exc}") from None
 
 
-def _jsonl(handle: Iterator[str]) -> Iterator[tuple[int, dict[str, str]]]:
+def _jsonl(handle: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
     for line, text in enumerate(handle, start=1):
         if not text.strip():
             continue
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             yield line, {"__error__": "not a JSON object"}
             continue
         if not isinstance(value, dict):

@@ -2,14 +2,18 @@
 
 Contract (design.md): credentials come from the environment only; ``--json`` prints machine
 output on stdout and nothing else goes there; people read stderr; errors are one line that
-names what to fix. Exit codes: 0 DELIVERED, 1 any other settled verdict (or a failure after
-something was sent), 2 bad input or configuration (nothing was sent), 3 UNKNOWN.
+names what to fix, never a traceback. Exit codes are `EXIT_CODES` (also in ``--help``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import math
+import os
 import secrets
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import anyio
 import msgspec
+from yarl import URL
 
 from energy_async import cli_workers
 from energy_async.errors import (
@@ -25,9 +30,11 @@ from energy_async.errors import (
     BadResponse,
     EnergyError,
     InputError,
+    InsufficientBalance,
     JournalError,
     JournalUnavailable,
     NodeError,
+    NothingBought,
     OutcomeUnknown,
     TransientError,
 )
@@ -35,18 +42,31 @@ from energy_async.journal_contract import is_dsn
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 if TYPE_CHECKING:
-    from energy_async.batch import BatchRun, SpendGuard
+    from energy_async.batch import BatchRun, Outcome, SpendGuard
     from energy_async.coordinator import Coordinator
     from energy_async.journal import Journal
     from energy_async.providers import Provider
+    from energy_async.report import BatchSummary, Progress, ReportWriter
 
-__all__ = ["exit_code", "main"]
+__all__ = ["EXIT_CODES", "exit_code", "main"]
 
-EXIT_DELIVERED, EXIT_OTHER, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
-EXIT_UNAVAILABLE = 4  # nothing was bought because a service was unavailable
+EXIT_DELIVERED, EXIT_OTHER, EXIT_USAGE, EXIT_UNKNOWN, EXIT_NOTHING_BOUGHT = 0, 1, 2, 3, 4
+EXIT_UNAVAILABLE = EXIT_NOTHING_BOUGHT  # nothing was bought because a service was unavailable
+EXIT_INTERRUPTED = 130
 # Reading the chain failed before anything was bought (throttled, down, or an answer we refuse).
 _CHAIN_DOWN = (TransientError, NodeError, BadResponse)
-PROVIDERS = ("catfee", "mefree")
+EXIT_CODES = {
+    EXIT_DELIVERED: "DELIVERED (every row, for a batch)",
+    EXIT_OTHER: "another settled verdict, or rows not sent (a limit, a refusal, a stop)",
+    EXIT_USAGE: "bad input or configuration, credentials included: nothing was sent",
+    EXIT_UNKNOWN: "UNKNOWN: resolve by client_order_id (`batch --resume`, `buy` again)",
+    EXIT_NOTHING_BOUGHT: "nothing bought because a service was unavailable: safe to retry",
+}
+_ENV_URL = "ENERGY_ASYNC_{}_URL"  # base URLs from the environment, e.g. ENERGY_ASYNC_CATFEE_URL
+_TRONGRID_URL_ENV = "ENERGY_ASYNC_TRONGRID_URL"
+_DEFAULT_TRONGRID_URL = "https://api.trongrid.io"
+_DEFAULT_DEADLINE = 120.0
+_DEFAULT_GRACE = 30.0
 
 
 def exit_code(verdict: Verdict) -> int:
@@ -64,53 +84,183 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _seconds(text: str) -> float:
+    """A finite, positive number of seconds (``nan`` and ``inf`` are not deadlines)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or value > 7 * 86_400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 604800 seconds, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535 (0: any free one), got {text}")
+    return value
+
+
+def _trx(text: str) -> int:
+    """TRX as sun, exactly (``--max-trx 12.5``)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount of TRX: {text!r}") from None
+    sun = value * 1_000_000
+    if not value.is_finite() or sun < 1 or sun != sun.to_integral_value() or sun >= 2**63:
+        raise argparse.ArgumentTypeError(f"a positive amount of TRX (6 decimals), got {text!r}")
+    return int(sun)
+
+
+def _provider_names() -> tuple[str, ...]:
+    return tuple(_registry())
+
+
+def _registry() -> dict[str, type[Provider]]:
+    """The one place ``--provider`` choices come from."""
+    from energy_async.providers import CatFee, Mefree
+
+    return {kind.name: kind for kind in (CatFee, Mefree)}
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+    urls = ", ".join(_ENV_URL.format(name.upper()) for name in _provider_names())
+    return (
+        "credentials: CATFEE_API_KEY/CATFEE_API_SECRET, MEFREE_API_KEY/MEFREE_API_SECRET,"
+        " optional TRONGRID_API_KEY, all from the environment\n"
+        f"base URLs: --provider-url/--trongrid-url, or {urls}, {_TRONGRID_URL_ENV}\n"
+        f"exit codes:\n{codes}\n  130  interrupted"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from energy_async import __version__
+
     parser = _Parser(
         prog="energy-async",
         description="Buy TRON energy from a rental provider and prove on-chain that it arrived.",
-        epilog="Credentials: CATFEE_API_KEY/CATFEE_API_SECRET, MEFREE_API_KEY/MEFREE_API_SECRET,"
-        " optional TRONGRID_API_KEY, all from the environment.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for register in _COMMANDS:
+        register(commands)
+    return parser
 
-    buy = commands.add_parser("buy", help="buy energy for one address and verify delivery")
+
+def _command(
+    commands: argparse._SubParsersAction[_Parser], name: str, help_text: str
+) -> argparse.ArgumentParser:
+    sub = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=_epilog(),
+        formatter_class=_Formatter,
+    )
+    sub.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log to stderr (-vv: debug)",
+    )
+    return sub
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown in --help, the epilog kept as written."""
+
+
+def _add_buy(commands: argparse._SubParsersAction[_Parser]) -> None:
+    buy = _command(commands, "buy", "buy energy for one address and verify delivery")
     _provider_options(buy)
     buy.add_argument("--to", metavar="ADDRESS", help="the address to receive")
     amount = buy.add_mutually_exclusive_group()
     amount.add_argument("--energy", type=int, metavar="N", help="energy units (>= 65,000)")
     amount.add_argument("--transfers", type=int, metavar="N", help="USDT transfers (Mefree)")
-    buy.add_argument("--duration", default="1h", help="rental duration (default 1h)")
+    buy.add_argument("--duration", default="1h", help="rental duration")
     buy.add_argument("--client-order-id", metavar="ID", help="your idempotency key")
-    buy.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS")
+    _deadline_option(buy, "seconds to wait for the verdict")
     buy.add_argument("--no-verify", action="store_true", help="place the order, skip the chain")
     _transfer_options(buy, required=False)
     _trongrid_option(buy)
     _json_option(buy)
     buy.set_defaults(handler=_buy)
 
-    ready = commands.add_parser("ready", help="is an address ready to send a USDT transfer?")
+
+def _add_ready(commands: argparse._SubParsersAction[_Parser]) -> None:
+    ready = _command(commands, "ready", "is an address ready to send a USDT transfer?")
     _transfer_options(ready, required=True)
     _trongrid_option(ready)
     _json_option(ready)
     ready.set_defaults(handler=_ready)
 
-    order = commands.add_parser("order", help="show one order as the provider reports it")
+
+def _add_order(commands: argparse._SubParsersAction[_Parser]) -> None:
+    order = _command(commands, "order", "show one order as the provider reports it")
     _provider_options(order)
-    order.add_argument("order_id", metavar="ORDER_ID")
+    which = order.add_mutually_exclusive_group(required=True)
+    which.add_argument("order_id", metavar="ORDER_ID", nargs="?", help="the provider's order id")
+    which.add_argument(
+        "--client-order-id",
+        metavar="ID",
+        help="your id: looked up in --journal (no provider documents a lookup by it)",
+    )
+    order.add_argument("--journal", type=Path, metavar="PATH", help="the batch's journal")
     _json_option(order)
     order.set_defaults(handler=_order)
 
-    verify = commands.add_parser("verify", help="read an address's energy from the chain")
+
+def _add_verify(commands: argparse._SubParsersAction[_Parser]) -> None:
+    verify = _command(commands, "verify", "read an address's energy from the chain")
     verify.add_argument("--to", required=True, metavar="ADDRESS")
     _trongrid_option(verify)
     _json_option(verify)
     verify.set_defaults(handler=_verify)
 
-    batch = commands.add_parser("batch", help="buy for every row of a CSV or JSONL file")
+
+def _add_quote(commands: argparse._SubParsersAction[_Parser]) -> None:
+    quote = _command(commands, "quote", "what an order would cost (where a price is published)")
+    _provider_options(quote)
+    quote.add_argument("--energy", type=int, required=True, metavar="N")
+    quote.add_argument("--duration", default="1h", help="rental duration")
+    _json_option(quote)
+    quote.set_defaults(handler=_quote)
+
+
+def _add_account(commands: argparse._SubParsersAction[_Parser]) -> None:
+    account = _command(commands, "account", "the provider account's balance")
+    _provider_options(account)
+    _json_option(account)
+    account.set_defaults(handler=_account)
+
+
+def _add_batch(commands: argparse._SubParsersAction[_Parser]) -> None:
+    batch = _command(commands, "batch", "buy for every row of a CSV or JSONL file")
     _provider_options(batch)
     batch.add_argument("file", metavar="FILE", type=Path)
-    batch.add_argument("--concurrency", type=int, default=16, metavar="N")
-    batch.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS", help="per order")
+    batch.add_argument("--concurrency", type=_count, default=16, metavar="N")
+    _deadline_option(batch, "seconds per order")
     batch.add_argument(
         "--journal",
         metavar="PATH|DSN",
@@ -118,35 +268,61 @@ def build_parser() -> argparse.ArgumentParser:
         " postgresql:// DSN shared by many workers running the same batch",
     )
     batch.add_argument(
-        "--resume", action="store_true", help="continue the batch recorded in --journal"
+        "--resume",
+        action="store_true",
+        help="finish the batch recorded in --journal: rows not sent, unsettled or UNKNOWN",
     )
     batch.add_argument(
         "--skip-invalid", action="store_true", help="send the valid rows even if some are bad"
     )
-    for name in ("max-energy", "max-sun", "max-energy-per-hour", "max-sun-per-hour"):
-        batch.add_argument(f"--{name}", type=int, metavar="N", help="spend limit")
+    batch.add_argument(
+        "--grace",
+        type=_seconds,
+        default=_DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="after Ctrl-C or SIGTERM, how long orders in flight may take to settle",
+    )
+    batch.add_argument("--report", type=Path, metavar="FILE", help="every row's outcome as CSV")
+    for name, what in (
+        ("max-energy", "energy in total"),
+        ("max-sun", "sun in total"),
+        ("max-energy-per-hour", "energy per rolling hour"),
+        ("max-sun-per-hour", "sun per rolling hour"),
+    ):
+        batch.add_argument(f"--{name}", type=_count, metavar="N", help=f"spend limit: {what}")
+    batch.add_argument("--max-trx", type=_trx, metavar="TRX", help="spend limit: TRX in total")
     _trongrid_option(batch)
     _json_option(batch)
     batch.set_defaults(handler=_batch)
     cli_workers.add_worker_options(batch)
+
+
+def _add_journal(commands: argparse._SubParsersAction[_Parser]) -> None:
     cli_workers.add_journal_command(commands, cli_workers.journal_command)
 
-    sandbox = commands.add_parser("sandbox", help="run the local provider + TronGrid simulator")
-    sandbox.add_argument("--port", type=int, default=8765)
+
+def _add_sandbox(commands: argparse._SubParsersAction[_Parser]) -> None:
+    sandbox = _command(commands, "sandbox", "run the local provider + TronGrid simulator")
+    sandbox.add_argument("--port", type=_port, default=8765)
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--speed", type=float, default=1.0, help="chain clock multiplier")
+    sandbox.add_argument("--speed", type=_seconds, default=1.0, help="chain clock multiplier")
     sandbox.add_argument("--seed", type=int, default=0)
     sandbox.set_defaults(handler=_sandbox)
 
-    demo = commands.add_parser("demo", help="the whole job end to end against a local sandbox")
+
+def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
+    demo = _command(commands, "demo", "the whole job end to end against a local sandbox")
     _json_option(demo)
     demo.set_defaults(handler=_demo)
-    return parser
 
 
 def _provider_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", required=True, choices=PROVIDERS)
-    parser.add_argument("--provider-url", metavar="URL", help="provider base URL")
+    parser.add_argument("--provider", required=True, choices=_provider_names())
+    parser.add_argument(
+        "--provider-url",
+        metavar="URL",
+        help=f"provider base URL (default: {_ENV_URL.format('<PROVIDER>')} or the mainnet URL)",
+    )
 
 
 def _transfer_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -158,8 +334,19 @@ def _transfer_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
     group.add_argument("--token", metavar="ADDRESS", help="a TRC20 contract (default USDT)")
 
 
+def _deadline_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--deadline", type=_seconds, default=_DEFAULT_DEADLINE, metavar="SECONDS", help=what
+    )
+
+
 def _trongrid_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trongrid-url", metavar="URL", default="https://api.trongrid.io")
+    parser.add_argument(
+        "--trongrid-url",
+        metavar="URL",
+        default=None,
+        help=f"TronGrid base URL (default: {_TRONGRID_URL_ENV} or {_DEFAULT_TRONGRID_URL})",
+    )
 
 
 def _json_option(parser: argparse.ArgumentParser) -> None:
@@ -190,8 +377,6 @@ async def _buy(args: argparse.Namespace) -> int:
             duration=args.duration,
             client_order_id=args.client_order_id,
         )
-        if args.deadline <= 0:
-            raise InputError("--deadline must be a positive number of seconds")
         _say(
             f"buying {_amount(args)} for {request.target} from {provider.name} "
             f"(client_order_id {request.client_order_id})"
@@ -201,30 +386,65 @@ async def _buy(args: argparse.Namespace) -> int:
             _say_order(order)
             _out_json(args, {"verdict": None, "order": order})
             return EXIT_DELIVERED
-        async with Verifier(base_url=args.trongrid_url) as verifier:
+        async with Verifier(base_url=_trongrid_url(args)) as verifier:
             coordinator = Coordinator(session, verifier)
             _say(f"watching the provider and the chain (deadline {args.deadline:g} s) ...")
-            result = await coordinator.settle(request, deadline=args.deadline)
+            async with anyio.create_task_group() as group:
+                group.start_soon(_heartbeat, args.deadline)
+                result = await coordinator.settle(request, deadline=args.deadline)
+                group.cancel_scope.cancel()
     _show_result(args, result)
     return exit_code(result.verdict)
+
+
+async def _heartbeat(deadline: float) -> None:
+    """`buy` stays alive: a line every few seconds while the verdict is out."""
+    started = anyio.current_time()
+    while True:
+        await anyio.sleep(5.0)
+        elapsed = anyio.current_time() - started
+        _say(f"  ... still watching ({elapsed:.0f} s of {deadline:g} s)")
 
 
 async def _order(args: argparse.Namespace) -> int:
     from energy_async.report import render_order
     from energy_async.session import ProviderSession
 
+    order_id = args.order_id
+    if args.client_order_id is not None:
+        order_id = await _order_id_from_journal(args)
     async with ProviderSession(_provider(args)) as session:
-        order = await session.get_order(args.order_id)
+        order = await session.get_order(order_id)
     if not _out_json(args, order):
         _say(render_order(order))
     return EXIT_DELIVERED
+
+
+async def _order_id_from_journal(args: argparse.Namespace) -> str:
+    from energy_async.journal import Journal
+
+    if args.journal is None:
+        raise InputError(
+            "--client-order-id needs --journal PATH: no provider documents a lookup by your id"
+            " (to settle an order of unknown outcome, run `buy` again with the same id)"
+        )
+    async with await Journal.open(args.journal, create=False) as journal:
+        entry = await journal.get(args.client_order_id)
+    if entry is None:
+        raise InputError(f"client_order_id {args.client_order_id} is not in {args.journal}")
+    if entry.order is None:
+        raise InputError(
+            f"client_order_id {args.client_order_id} has no provider order yet (state"
+            f" {entry.state}); `batch --resume` settles it"
+        )
+    return entry.order.id
 
 
 async def _verify(args: argparse.Namespace) -> int:
     from energy_async.report import render_snapshot
     from energy_async.verifier import Verifier
 
-    async with Verifier(base_url=args.trongrid_url) as verifier:
+    async with Verifier(base_url=_trongrid_url(args)) as verifier:
         snapshot = await verifier.snapshot(args.to)
     payload = msgspec.to_builtins(snapshot)
     payload["energy_available"] = snapshot.energy_available
@@ -233,33 +453,74 @@ async def _verify(args: argparse.Namespace) -> int:
     return EXIT_DELIVERED
 
 
+async def _quote(args: argparse.Namespace) -> int:
+    from energy_async.report import trx
+    from energy_async.session import ProviderSession
+
+    async with ProviderSession(_provider(args)) as session:
+        quote = await session.quote(energy=args.energy, duration=args.duration)
+    if not _out_json(args, quote):
+        _say(
+            f"{quote.provider}: {args.energy:,} energy for {quote.duration} costs"
+            f" {trx(quote.cost_sun)}"
+        )
+    return EXIT_DELIVERED
+
+
+async def _account(args: argparse.Namespace) -> int:
+    from energy_async.report import trx
+    from energy_async.session import ProviderSession
+
+    async with ProviderSession(_provider(args)) as session:
+        account = await session.account()
+    if not _out_json(args, {"provider": account.provider, "balance_sun": account.balance_sun}):
+        _say(f"{account.provider}: balance {trx(account.balance_sun)}")
+    return EXIT_DELIVERED
+
+
 async def _batch(args: argparse.Namespace) -> int:
-    from energy_async.batch import SpendGuard
     from energy_async.coordinator import Coordinator
     from energy_async.session import ProviderSession
     from energy_async.verifier import Verifier
 
-    if args.concurrency < 1:
-        raise InputError("--concurrency must be at least 1")
-    if args.deadline <= 0:
-        raise InputError("--deadline must be a positive number of seconds")
     if args.resume and args.journal is None:
         raise InputError("--resume needs --journal PATH (the journal of the batch to continue)")
     if args.status:
         if args.journal is None or not is_dsn(args.journal):
             raise InputError("--status needs --journal postgresql://... (a shared journal)")
         return await cli_workers.show_status(args.journal, args.json)
-    guard = None
-    limits = (args.max_energy, args.max_sun, args.max_energy_per_hour, args.max_sun_per_hour)
-    if any(limit is not None for limit in limits):
-        guard = SpendGuard(*limits)
     provider = _provider(args)
+    trongrid_url = _trongrid_url(args)
     async with (
         ProviderSession(provider) as session,
-        Verifier(base_url=args.trongrid_url) as verifier,
+        Verifier(base_url=trongrid_url) as verifier,
     ):
         coordinator = Coordinator(session, verifier)
+        guard = await _spend_guard(args, coordinator)
         return await _run_batch(args, coordinator, guard)
+
+
+async def _spend_guard(args: argparse.Namespace, coordinator: Coordinator) -> SpendGuard | None:
+    from energy_async.batch import SpendGuard
+    from energy_async.errors import NotSupported
+
+    max_sun = args.max_sun
+    if args.max_trx is not None:
+        max_sun = args.max_trx if max_sun is None else min(max_sun, args.max_trx)
+    limits = (args.max_energy, max_sun, args.max_energy_per_hour, args.max_sun_per_hour)
+    if all(limit is None for limit in limits):
+        return None
+    quoted = None
+    if max_sun is not None or args.max_sun_per_hour is not None:
+        # The provider's price, where it publishes one: the guard's estimate from the first
+        # order on, and its answer for an order that comes back without a price.
+        try:
+            quote = await coordinator.session.quote(energy=65_000)
+            if quote.cost_sun > 0:
+                quoted = quote.cost_sun / 65_000
+        except NotSupported:
+            pass
+    return SpendGuard(*limits, quoted_sun_per_energy=quoted)
 
 
 async def _run_batch(
@@ -276,14 +537,15 @@ async def _run_batch(
     try:
         if journal is not None:
             counts = await journal.counts()
-            entries = sum(n for key, n in counts.items() if ":" not in key)
+            entries = sum(n for key, n in counts.items() if key in _STATES)
             if entries and not args.resume:
                 raise InputError(
                     f"journal {args.journal} already holds {entries} orders; pass --resume to "
                     "continue that batch, or give a new --journal path"
                 )
             if args.resume:
-                run_id = await _recorded_run_id(journal) or run_id
+                run_id = await journal.run_id(None) or await _recorded_run_id(journal) or run_id
+            await journal.run_id(run_id)
 
         def id_for_line(line: int) -> str:
             return f"ea-{run_id}-{line}"
@@ -306,6 +568,9 @@ async def _run_batch(
             )
         if problem_count:
             _say(f"skipping {problem_count} bad row(s):\n{problems_text(problems, problem_count)}")
+        if not total:
+            raise InputError(f"{args.file} has no rows to buy for")
+        _warn_if_throttled(coordinator, total)
 
         def good_requests() -> Iterator[OrderRequest]:
             for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
@@ -326,14 +591,21 @@ async def _run_batch(
             # Every intent is committed before the first create goes out; on resume only the
             # rows a crash kept from the journal are added (the same ids, so nothing repeats).
             await _record_all(journal, coordinator.provider, good_requests())
+        await _preflight(coordinator)
+        if journal is not None:
             counts = await journal.counts()
             settled = counts.get("SETTLED", 0)
-            _say(f"journal {args.journal}: {settled} of {total} orders already settled")
+            if args.resume:
+                _say(
+                    f"journal {args.journal}: {settled} of {total} orders settled; finishing"
+                    f" {total - settled} (not sent, unsettled or UNKNOWN)"
+                )
             batch = coordinator.resume(
                 journal, concurrency=args.concurrency, deadline=args.deadline, spend_guard=guard
             )
             total -= settled
         else:
+            _say("no --journal: this batch cannot be resumed if it is interrupted")
             batch = coordinator.buy_many(
                 good_requests(),
                 concurrency=args.concurrency,
@@ -344,6 +616,53 @@ async def _run_batch(
     finally:
         if journal is not None:
             await journal.aclose()
+
+
+_STATES = ("INTENDED", "SENT", "ORDERED", "SETTLED")
+
+
+async def _preflight(coordinator: Coordinator) -> None:
+    """One signed read before the first order: wrong credentials or a provider that is down
+    end the batch here, in one line, with nothing sent (the journal keeps every row to do)."""
+    from energy_async.errors import TransientError
+
+    session = coordinator.session
+    try:
+        account = await session.account()
+    except TransientError as exc:
+        host = URL(session.provider.base_url).host
+        raise NothingBought(
+            f"{session.provider.name} did not answer ({exc.message}); nothing was sent",
+            service=session.provider.name,
+            host=host,
+        ) from None
+    except AuthenticationError:
+        raise
+    except EnergyError as exc:
+        _say(f"warning: the account could not be read ({exc.message}); going on")
+        return
+    if account.balance_sun is not None:
+        from energy_async.report import trx
+
+        _say(f"{account.provider} balance {trx(account.balance_sun)}")
+
+
+def _warn_if_throttled(coordinator: Coordinator, total: int) -> None:
+    from energy_async.verifier import API_KEY_ENV, RATE_WITHOUT_KEY
+
+    if os.environ.get(API_KEY_ENV) or coordinator.verifier.base_url is None:
+        return
+    from yarl import URL
+
+    from energy_async._http import is_loopback_host
+
+    if is_loopback_host(URL(coordinator.verifier.base_url).host or ""):
+        return
+    _say(
+        f"warning: {API_KEY_ENV} is not set: TronGrid allows about {RATE_WITHOUT_KEY:g}"
+        f" requests a second without a key, so {total} orders (a few reads each) will be"
+        " throttled; set it for about 15 a second"
+    )
 
 
 async def _record_all(journal: Journal, provider: str, requests: Iterable[OrderRequest]) -> None:
@@ -358,7 +677,7 @@ async def _record_all(journal: Journal, provider: str, requests: Iterable[OrderR
 
 
 async def _recorded_run_id(journal: Journal) -> str | None:
-    """The run id behind generated ids (``ea-<run>-<line>``), so a resume makes the same ids."""
+    """The run id behind generated ids (``ea-<run>-<line>``) in a journal of schema 1."""
     async for entry in journal.iter_entries():
         parts = entry.client_order_id.split("-")
         if len(parts) == 3 and parts[0] == "ea" and parts[2].isdigit():
@@ -369,32 +688,171 @@ async def _recorded_run_id(journal: Journal) -> str | None:
 async def _drain(
     args: argparse.Namespace, batch: AbstractAsyncContextManager[BatchRun], total: int
 ) -> int:
-    from energy_async.report import Progress, render_summary
+    from energy_async.batch import Skipped
+    from energy_async.report import BatchSummary, Progress
 
     progress = Progress(total, sys.stderr)
+    summary = BatchSummary()
+    report = _open_report(args)
+    interrupted: list[int] = []
     async with batch as run:
-        async for result in run:
-            progress.add(result)
-            if args.json:
-                _write_json(result)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_tick, progress, run)
+            group.start_soon(_on_signals, run, args.grace, interrupted, group.cancel_scope)
+            async for outcome in run.outcomes():
+                summary.add(outcome)
+                if isinstance(outcome, Skipped):
+                    progress.skip()
+                else:
+                    progress.add(outcome)
+                if args.json:
+                    _write_json(_outcome_json(outcome))
+                if report is not None:
+                    report.write(outcome)
+            group.cancel_scope.cancel()
         stop_reason = run.stop_reason
+        journal_error = run.journal_error
     progress.finish()
-    _say(render_summary(progress, stop_reason))
-    verdicts = progress.verdicts
-    if verdicts[Verdict.UNKNOWN]:
-        return EXIT_UNKNOWN
-    all_delivered = verdicts[Verdict.DELIVERED] == progress.done
-    return EXIT_DELIVERED if all_delivered and not stop_reason else EXIT_OTHER
+    if report is not None:
+        report.close()
+    _say(summary.render(progress, stop_reason, lines=_line_numbers(args, summary)))
+    if journal_error is not None:
+        _say(
+            f"energy-async: journal error: {journal_error}; results after it were printed but"
+            " not journalled"
+        )
+    if interrupted or summary.unsettled_ids:
+        _say_resume(args, summary)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return summary.exit_code()
+
+
+def _outcome_json(outcome: Outcome) -> Any:
+    from energy_async.batch import Skipped
+
+    if isinstance(outcome, Skipped):
+        return {
+            "verdict": None,
+            "client_order_id": outcome.client_order_id,
+            "request": outcome.request,
+            "not_sent" if not outcome.sent else "unsettled": outcome.reason,
+        }
+    return outcome
+
+
+def _line_numbers(args: argparse.Namespace, summary: BatchSummary) -> dict[str, int]:
+    """The file's line of every row the summary names: from a generated id (``ea-<run>-<line>``)
+    or, for the user's own ids, one more pass over the file."""
+    from energy_async.batchfile import BatchFileError, lines_of
+
+    lines: dict[str, int] = {}
+    others = set()
+    for cid in summary.named_ids():
+        parts = cid.split("-")
+        if len(parts) == 3 and parts[0] == "ea" and parts[2].isdigit():
+            lines[cid] = int(parts[2])
+        else:
+            others.add(cid)
+    if others:
+        with contextlib.suppress(BatchFileError):  # the file changed since: lines unknown
+            lines |= lines_of(args.file, others)
+    return lines
+
+
+def _open_report(args: argparse.Namespace) -> ReportWriter | None:
+    from energy_async.report import ReportWriter
+
+    if args.report is None:
+        return None
+    try:
+        stream = open(args.report, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot write --report {args.report}: {exc.strerror}") from None
+    return ReportWriter(stream)
+
+
+def _say_resume(args: argparse.Namespace, summary: BatchSummary) -> None:
+    ids = summary.unsettled_ids
+    if ids:
+        shown = " ".join(ids[:20]) + (f" ... and {len(ids) - 20} more" if len(ids) > 20 else "")
+        _say(f"unsettled client_order_ids: {shown}")
+    if args.journal is not None:
+        command = " ".join(
+            [
+                "energy-async batch --provider",
+                args.provider,
+                _quote_arg(str(args.file)),
+                "--journal",
+                _quote_arg(str(args.journal)),
+                "--resume",
+            ]
+        )
+        _say(f"to finish them: {command}")
+    else:
+        _say("no --journal was given: settle them with `buy --client-order-id ID` (same row)")
+
+
+def _quote_arg(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+async def _tick(progress: Progress, run: BatchRun) -> None:
+    """Redraw the progress line at least once a second, whatever settles."""
+    while True:
+        await anyio.sleep(1.0)
+        progress.in_flight = len(run.in_flight)
+        progress.show()
+
+
+async def _on_signals(
+    run: BatchRun, grace: float, interrupted: list[int], scope: anyio.CancelScope
+) -> None:
+    """SIGINT/SIGTERM: stop sending, let orders in flight settle for ``grace`` seconds; a
+    second signal (or the end of the grace) gives up on them: they stay unsettled, journalled."""
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    with anyio.open_signal_receiver(*wanted) as signals:
+        async for signum in signals:
+            interrupted.append(signum)
+            name = signal.Signals(signum).name
+            if len(interrupted) > 1:
+                _say(f"\n{name} again: not waiting for the orders in flight")
+                run.abort()
+                return
+            run.stop(f"interrupted ({name})")
+            _say(
+                f"\n{name}: no new orders; waiting up to {grace:g} s for the"
+                f" {len(run.in_flight)} in flight (again to stop now)"
+            )
+            with anyio.move_on_after(grace):
+                async for again in signals:
+                    interrupted.append(again)
+                    _say(f"{signal.Signals(again).name} again: not waiting any longer")
+                    break
+            run.abort()
+            return
 
 
 async def _sandbox(args: argparse.Namespace) -> int:
     from energy_async.sandbox import Sandbox
 
     sandbox = Sandbox(seed=args.seed, speed=args.speed)
-    async with sandbox.serve(host=args.host, port=args.port) as urls:
+    try:
+        serving = sandbox.serve(host=args.host, port=args.port)
+        urls = await serving.__aenter__()
+    except OSError as exc:
+        raise InputError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+            " (pick another --port, or 0 for any free one)"
+        ) from None
+    try:
         _say(sandbox.describe(urls))
         _say("press Ctrl-C to stop")
         await anyio.sleep_forever()
+    finally:
+        await serving.__aexit__(None, None, None)
     return EXIT_DELIVERED
 
 
@@ -410,14 +868,31 @@ async def _demo(args: argparse.Namespace) -> int:
     return EXIT_DELIVERED if verdicts == DEMO_EXPECTED else EXIT_OTHER
 
 
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
+    _add_buy,
+    _add_ready,
+    _add_order,
+    _add_verify,
+    _add_quote,
+    _add_account,
+    _add_batch,
+    _add_journal,
+    _add_sandbox,
+    _add_demo,
+)
+
+
 # --- plumbing ------------------------------------------------------------------------------------
 
 
 def _provider(args: argparse.Namespace) -> Provider:
-    from energy_async.providers import CatFee, Mefree
+    kind = _registry()[args.provider]
+    url = args.provider_url or os.environ.get(_ENV_URL.format(kind.name.upper())) or None
+    return kind.from_env(base_url=url)
 
-    kind = {"catfee": CatFee, "mefree": Mefree}[args.provider]
-    return kind.from_env(base_url=args.provider_url)
+
+def _trongrid_url(args: argparse.Namespace) -> str:
+    return str(args.trongrid_url or os.environ.get(_TRONGRID_URL_ENV) or _DEFAULT_TRONGRID_URL)
 
 
 def _amount(args: argparse.Namespace) -> str:
@@ -425,7 +900,9 @@ def _amount(args: argparse.Namespace) -> str:
 
 
 def _say(text: str, stream: TextIO | None = None) -> None:
-    print(text, file=stream or sys.stderr, flush=True)
+    # Nobody reads stderr any more: the work goes on.
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        print(text, file=stream or sys.stderr, flush=True)
 
 
 def _say_order(order: Order) -> None:
@@ -434,9 +911,24 @@ def _say_order(order: Order) -> None:
     _say(render_order(order))
 
 
+class _Stdout:
+    """Machine output; a reader that went away (``| head``) stops the printing, not the work."""
+
+    closed = False
+
+
 def _write_json(value: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
-    sys.stdout.flush()
+    if _Stdout.closed:
+        return
+    try:
+        sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _Stdout.closed = True
+        # Python flushes stdout at exit; point it at /dev/null so that cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _out_json(args: argparse.Namespace, value: Any) -> bool:
@@ -453,7 +945,61 @@ def _show_result(args: argparse.Namespace, result: DeliveryResult) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    return str(exc).strip() or type(exc).__name__
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups, in order."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _most_telling(errors: list[BaseException]) -> BaseException:
+    """The one error to report out of a group: a typed error over a bare cancellation."""
+    for kinds in (
+        (KeyboardInterrupt,),
+        (OutcomeUnknown,),
+        (InputError, AuthenticationError, JournalError, JournalUnavailable, NothingBought),
+        (EnergyError,),
+        (Exception,),
+    ):
+        for error in errors:
+            if isinstance(error, kinds):
+                return error
+    return errors[0]
+
+
+def _answer(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one line for an error that ended a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, AuthenticationError):
+        return EXIT_USAGE, f"credentials refused: {_one_line(exc)}"
+    if isinstance(exc, InputError):
+        return EXIT_USAGE, f"error: {_one_line(exc)}"
+    if isinstance(exc, JournalUnavailable):
+        return EXIT_NOTHING_BOUGHT, f"journal unavailable: {_one_line(exc)}"
+    if isinstance(exc, JournalError):
+        return EXIT_USAGE, f"journal error: {_one_line(exc)}; nothing was bought"
+    if isinstance(exc, NothingBought):
+        return EXIT_NOTHING_BOUGHT, f"nothing bought, {exc.service} unavailable: {_one_line(exc)}"
+    if isinstance(exc, OutcomeUnknown):
+        return EXIT_UNKNOWN, (
+            f"outcome unknown: {_one_line(exc)}; settle it by running `buy` again with"
+            f" --client-order-id {exc.client_order_id}"
+        )
+    if isinstance(exc, InsufficientBalance):
+        return EXIT_OTHER, f"the provider account cannot pay: {_one_line(exc)}; nothing was bought"
+    if isinstance(exc, EnergyError):
+        return EXIT_OTHER, f"error: {_one_line(exc)}"
+    if isinstance(exc, OSError):
+        return EXIT_OTHER, f"error: {exc.strerror or _one_line(exc)}"
+    return EXIT_OTHER, (
+        f"unexpected error {type(exc).__name__}: {_one_line(exc)[:300]} (run with -vv for"
+        " details, and please report it)"
+    )
 
 
 def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
@@ -462,31 +1008,31 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
 
     try:
         return anyio.run(runner)
-    except KeyboardInterrupt:
-        _say("energy-async: interrupted")
-        return 130
-    except (InputError, AuthenticationError) as exc:
-        _say(f"energy-async: error: {_one_line(exc)}")
-        return EXIT_USAGE
-    except JournalUnavailable as exc:
-        _say(f"energy-async: journal unavailable: {_one_line(exc)}")
-        return EXIT_UNAVAILABLE
-    except JournalError as exc:
-        _say(f"energy-async: journal error: {_one_line(exc)}")
-        return EXIT_USAGE
-    except OutcomeUnknown as exc:
-        _say(
-            f"energy-async: outcome unknown: {_one_line(exc)}; check it later with "
-            f"`energy-async order` or rerun `buy` with --client-order-id {exc.client_order_id}"
-        )
-        return EXIT_UNKNOWN
-    except EnergyError as exc:
-        _say(f"energy-async: error: {_one_line(exc)}")
-        return EXIT_OTHER
+    except BaseException as caught:
+        if isinstance(caught, SystemExit):
+            raise
+        exc = _most_telling(_leaves(caught))
+        code, line = _answer(exc)
+        logging.getLogger("energy_async.cli").debug("the command failed", exc_info=caught)
+        _say(f"energy-async: {line}")
+        return code
+
+
+def _configure_logging(verbosity: int) -> None:
+    if verbosity <= 0:
+        logging.getLogger("energy_async").addHandler(logging.NullHandler())
+        logging.getLogger("energy_async").propagate = False
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("energy_async")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
     return _run(args.handler, args)
 
 
@@ -497,7 +1043,7 @@ async def _ready(args: argparse.Namespace) -> int:
     from energy_async.readiness import ReadinessChecker, render_readiness
     from energy_async.verifier import Verifier
 
-    async with Verifier(base_url=args.trongrid_url) as verifier:
+    async with Verifier(base_url=_trongrid_url(args)) as verifier:
         try:
             ready = await ReadinessChecker(verifier).check(
                 args.sender, args.usdt_to, args.amount, token=_token(args)
@@ -533,7 +1079,7 @@ async def _buy_for_transfer(args: argparse.Namespace) -> int:
         raise InputError("--deadline must be a positive number of seconds")
     async with (
         ProviderSession(_provider(args)) as session,
-        Verifier(base_url=args.trongrid_url) as verifier,
+        Verifier(base_url=_trongrid_url(args)) as verifier,
     ):
         try:
             bought = await Coordinator(session, verifier).buy_for_transfer(

@@ -13,11 +13,24 @@ from typing import TextIO
 from energy_async.energy import SUN_PER_TRX
 from energy_async.models import DeliveryResult, Order, ResourceSnapshot, Verdict
 
-__all__ = ["Progress", "render_order", "render_result", "render_snapshot", "render_summary"]
+__all__ = [
+    "BatchSummary",
+    "Progress",
+    "ReportWriter",
+    "render_order",
+    "render_result",
+    "render_snapshot",
+    "render_summary",
+    "trx",
+]
 
 
-def _trx(sun: int | None) -> str:
+def trx(sun: int | None) -> str:
+    """Sun as TRX for people: ``1.105 TRX``; ``?`` when unknown."""
     return "?" if sun is None else f"{sun / SUN_PER_TRX:,.6f}".rstrip("0").rstrip(".") + " TRX"
+
+
+_trx = trx
 
 
 def _num(value: int | None) -> str:
@@ -137,11 +150,18 @@ class Progress:
         self.verdicts: Counter[Verdict] = Counter()
         self.energy = 0
         self.cost_sun = 0
+        self.skipped = 0
+        self.in_flight = 0
         self._shown = 0.0
 
     @property
     def done(self) -> int:
         return sum(self.verdicts.values())
+
+    def skip(self) -> None:
+        """A row the batch did not settle (not sent, or left unsettled by a stop)."""
+        self.skipped += 1
+        self._maybe_show()
 
     def add(self, result: DeliveryResult) -> None:
         self.verdicts[result.verdict] += 1
@@ -149,27 +169,37 @@ class Progress:
             self.energy += result.evidence.attributed_energy or 0
         if result.order is not None and result.order.cost_sun:
             self.cost_sun += result.order.cost_sun
+        self._maybe_show()
+
+    def _maybe_show(self) -> None:
         now = time.monotonic()
-        if now - self._shown >= self.every or self.done == self.total:
-            self._shown = now
+        if now - self._shown >= self.every or self.done + self.skipped == self.total:
             self.show()
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        done = self.done
-        rate = done / elapsed
+        done = self.done + self.skipped
+        rate = self.done / elapsed
         left = max(self.total - done, 0)
         eta = f"{left / rate:.0f} s" if rate > 0 and left else "-"
-        failed = done - self.verdicts[Verdict.DELIVERED]
         width = 24
-        filled = int(width * done / self.total) if self.total else width
+        filled = min(int(width * done / self.total), width) if self.total else width
         bar = "#" * filled + "." * (width - filled)
+        others = " ".join(
+            f"{verdict.lower()} {count}"
+            for verdict, count in sorted(self.verdicts.items())
+            if verdict is not Verdict.DELIVERED and count
+        )
         return (
-            f"[{bar}] {done}/{self.total} delivered {self.verdicts[Verdict.DELIVERED]} "
-            f"failed {failed} {rate:.1f}/s ETA {eta}"
+            f"[{bar}] {done}/{self.total} in flight {self.in_flight} delivered "
+            f"{self.verdicts[Verdict.DELIVERED]}"
+            + (f" {others}" if others else "")
+            + (f" not sent {self.skipped}" if self.skipped else "")
+            + f" {rate:.1f}/s ETA {eta}"
         )
 
     def show(self) -> None:
+        self._shown = time.monotonic()
         if self.tty:
             self.stream.write("\r" + self.line() + "\x1b[K")
         else:
@@ -196,3 +226,187 @@ def render_summary(progress: Progress, stop_reason: str | None = None) -> str:
     if stop_reason:
         lines.append(f"stopped sending new orders: {stop_reason}")
     return "\n".join(lines)
+
+
+# Verdicts for which money was paid and energy did not (fully) arrive.
+_PAID_FOR_NOTHING = (Verdict.PROVIDER_MISMATCH, Verdict.NOT_DELIVERED)
+_MAX_ROWS_NAMED = 1_000  # rows named in the summary; the --report file names every one
+
+
+class BatchSummary:
+    """What a treasurer needs after a batch: counts, every row that went wrong and why, the
+    money paid for energy that did not arrive, and the rows not sent."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []  # id, target, verdict, reason
+        self.more_rows = 0
+        self.unsettled_ids: list[str] = []
+        self.not_sent: Counter[str] = Counter()
+        self.service_down = 0
+        self.credentials_refused = False
+        self.unknown = 0
+        self.unsettled = 0
+        self.other = 0
+        self.paid_for_nothing_sun = 0
+
+    def add(self, outcome: object) -> None:
+        from energy_async.batch import Skipped
+
+        if isinstance(outcome, Skipped):
+            if outcome.sent:
+                self.unsettled += 1
+                self.unsettled_ids.append(outcome.client_order_id)
+                self._name(
+                    outcome.client_order_id, outcome.request.target, "UNSETTLED", outcome.reason
+                )
+            else:
+                self.not_sent[outcome.reason] += 1
+                self.service_down += outcome.service_down
+            self.credentials_refused |= outcome.reason.startswith("credentials refused")
+            return
+        assert isinstance(outcome, DeliveryResult)
+        verdict = outcome.verdict
+        if verdict is Verdict.DELIVERED:
+            return
+        if verdict is Verdict.UNKNOWN:
+            self.unknown += 1
+            self.unsettled_ids.append(outcome.client_order_id)
+        else:
+            self.other += 1
+        self.paid_for_nothing_sun += _paid_for_nothing(outcome)
+        self._name(outcome.client_order_id, outcome.request.target, verdict, _reason(outcome))
+
+    def _name(self, cid: str, target: str, verdict: str, reason: str) -> None:
+        if len(self.rows) < _MAX_ROWS_NAMED:
+            self.rows.append((cid, target, str(verdict), reason))
+        else:
+            self.more_rows += 1
+
+    def named_ids(self) -> set[str]:
+        return {row[0] for row in self.rows}
+
+    def exit_code(self) -> int:
+        """3 if anything is UNKNOWN or unsettled, else 2 if the credentials were refused, else
+        4 if rows were not sent because a service was down, else 1 if anything is not DELIVERED
+        or not sent, else 0."""
+        if self.unknown or self.unsettled:
+            return 3
+        if self.credentials_refused:
+            return 2
+        if self.service_down:
+            return 4
+        if self.other or sum(self.not_sent.values()):
+            return 1
+        return 0
+
+    def render(
+        self,
+        progress: Progress,
+        stop_reason: str | None = None,
+        lines: dict[str, int] | None = None,
+    ) -> str:
+        text = [render_summary(progress, stop_reason)]
+        lines = lines or {}
+        if self.rows:
+            text.append("")
+            text.append("rows not DELIVERED (line, address, client_order_id, verdict: why):")
+            for cid, target, verdict, reason in self.rows:
+                line = lines.get(cid)
+                where = f"line {line}" if line is not None else "line ?"
+                text.append(f"  {where}  {target}  {cid}  {verdict}: {reason}")
+            if self.more_rows:
+                text.append(f"  ... and {self.more_rows} more (see --report or --json)")
+        if self.paid_for_nothing_sun:
+            text.append(
+                f"paid for energy that did not arrive: {trx(self.paid_for_nothing_sun)}"
+                " (PROVIDER_MISMATCH, NOT_DELIVERED, UNDER_DELIVERED shortfall)"
+            )
+        for reason, count in self.not_sent.items():
+            text.append(f"not sent: {count} row(s): {reason}")
+        return "\n".join(text)
+
+
+def _paid_for_nothing(result: DeliveryResult) -> int:
+    order = result.order
+    if order is None or not order.cost_sun or order.cost_sun < 0:
+        return 0
+    if result.verdict in _PAID_FOR_NOTHING:
+        return order.cost_sun
+    if result.verdict is Verdict.UNDER_DELIVERED:
+        expected = result.evidence.expected_energy or result.request.expected_energy
+        got = result.evidence.attributed_energy or 0
+        if expected > 0 and got < expected:
+            return order.cost_sun * (expected - got) // expected
+    return 0
+
+
+def _reason(result: DeliveryResult) -> str:
+    """One line on why a row is not DELIVERED."""
+    text = result.error or (result.evidence.notes[-1] if result.evidence.notes else "")
+    if not text and result.verdict is Verdict.UNDER_DELIVERED:
+        text = (
+            f"{result.evidence.attributed_energy or 0:,} of "
+            f"{result.request.expected_energy:,} energy arrived"
+        )
+    return " ".join(text.split())[:200] or str(result.verdict)
+
+
+class ReportWriter:
+    """``--report FILE``: one CSV row per input row, the same facts as ``--json``."""
+
+    FIELDS = (
+        "client_order_id",
+        "to",
+        "energy",
+        "verdict",
+        "not_sent",
+        "unsettled",
+        "order_id",
+        "cost_sun",
+        "attributed_energy",
+        "reason",
+    )
+
+    def __init__(self, stream: TextIO) -> None:
+        import csv
+
+        self._stream = stream
+        self._writer = csv.writer(stream)
+        self._writer.writerow(self.FIELDS)
+
+    def write(self, outcome: object) -> None:
+        from energy_async.batch import Skipped
+
+        if isinstance(outcome, Skipped):
+            request = outcome.request
+            row = [
+                outcome.client_order_id,
+                request.target,
+                request.expected_energy,
+                "",
+                "" if outcome.sent else outcome.reason,
+                outcome.reason if outcome.sent else "",
+                "",
+                "",
+                "",
+                outcome.reason,
+            ]
+        else:
+            assert isinstance(outcome, DeliveryResult)
+            order = outcome.order
+            row = [
+                outcome.client_order_id,
+                outcome.request.target,
+                outcome.request.expected_energy,
+                str(outcome.verdict),
+                "",
+                "",
+                order.id if order else "",
+                order.cost_sun if order and order.cost_sun is not None else "",
+                outcome.evidence.attributed_energy or "",
+                "" if outcome.verdict is Verdict.DELIVERED else _reason(outcome),
+            ]
+        self._writer.writerow(row)
+
+    def close(self) -> None:
+        self._stream.close()

@@ -453,7 +453,7 @@ async def test_batch_reports_every_bad_row_and_sends_nothing(served: Any, tmp_pa
 async def test_batch_json_lines_skip_invalid_and_summary(served: Any, tmp_path: Path) -> None:
     sandbox, urls = served
     targets = [sandbox.new_target() for _ in range(6)]
-    sandbox.catfee.delivery.for_target(targets[1], Delivery.REFUSE)
+    sandbox.catfee.delivery.for_target(targets[1], Delivery.WRONG_RECEIVER)
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
         "".join(json.dumps({"to": t, "energy": 65000}) + "\n" for t in targets)
@@ -475,11 +475,11 @@ async def test_batch_json_lines_skip_invalid_and_summary(served: Any, tmp_path: 
         "5",
         *urls_args(urls, "catfee"),
     )
-    assert run.code == 1, run.stderr  # one order was refused
+    assert run.code == 1, run.stderr  # one order was not delivered
     results = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(results) == 6
     verdicts = sorted(r["verdict"] for r in results)
-    assert verdicts == ["DELIVERED"] * 5 + ["REJECTED"]
+    assert verdicts == ["DELIVERED"] * 5 + ["PROVIDER_MISMATCH"]
     assert "line 7" in run.stderr  # the skipped row is named
     assert "DELIVERED" in run.stderr and "total" in run.stderr  # the summary table
     # Resume of a finished batch buys nothing more.

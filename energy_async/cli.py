@@ -1019,13 +1019,14 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
 
 
 def _configure_logging(verbosity: int) -> None:
+    root = logging.getLogger("energy_async")
     if verbosity <= 0:
-        logging.getLogger("energy_async").addHandler(logging.NullHandler())
-        logging.getLogger("energy_async").propagate = False
+        # Quiet: warnings are in the summary already (no last-resort printing to stderr).
+        if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+            root.addHandler(logging.NullHandler())
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("energy_async")
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 

@@ -387,9 +387,9 @@ class Verifier(AsyncResource):
             raise
         except (aiohttp.ClientError, TimeoutError) as error:
             kind = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
-            raise NetworkError(f"TronGrid request failed: {kind}", path=path) from _http.safe_cause(
-                error
-            )
+            cause = _http.safe_cause(error)  # aiohttp's error holds every header sent
+        # Raised outside the handler, so not even __context__ keeps aiohttp's error.
+        raise NetworkError(f"TronGrid request failed: {kind}", path=path) from cause
 
 
 # --- pure interpretation of one response (kept apart so tests can feed it any bytes) ---------

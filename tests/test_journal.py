@@ -762,8 +762,9 @@ async def test_a_copy_without_its_wal_file_is_refused(path: Path, tmp_path: Path
         await journal.record_intents("catfee", requests(50))
         await journal.mark_sent("order-3")
         copy = tmp_path / "copy.journal"
-        copy.write_bytes(path.read_bytes())  # the main file only, while in use
-        assert (tmp_path / f"{path.name}-wal").exists()
+        # The main file only, while in use.
+        await anyio.Path(copy).write_bytes(await anyio.Path(path).read_bytes())
+        assert await anyio.Path(tmp_path / f"{path.name}-wal").exists()
     finally:
         await journal.aclose()
     before = await digest(copy)

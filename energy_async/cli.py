@@ -259,7 +259,9 @@ def _add_batch(commands: argparse._SubParsersAction[_Parser]) -> None:
     batch = _command(commands, "batch", "buy for every row of a CSV or JSONL file")
     _provider_options(batch)
     batch.add_argument("file", metavar="FILE", type=Path)
-    batch.add_argument("--concurrency", type=_count, default=16, metavar="N")
+    batch.add_argument(
+        "--concurrency", type=_count, default=16, metavar="N", help="orders in flight at once"
+    )
     _deadline_option(batch, "seconds per order")
     batch.add_argument(
         "--journal",
@@ -303,10 +305,10 @@ def _add_journal(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _add_sandbox(commands: argparse._SubParsersAction[_Parser]) -> None:
     sandbox = _command(commands, "sandbox", "run the local provider + TronGrid simulator")
-    sandbox.add_argument("--port", type=_port, default=8765)
-    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=_port, default=8765, help="0: any free port")
+    sandbox.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     sandbox.add_argument("--speed", type=_seconds, default=1.0, help="chain clock multiplier")
-    sandbox.add_argument("--seed", type=int, default=0)
+    sandbox.add_argument("--seed", type=int, default=0, help="the simulated world's seed")
     sandbox.set_defaults(handler=_sandbox)
 
 

@@ -8,8 +8,10 @@ import anyio
 import pytest
 
 from energy_async import DeliveryResult, OrderRequest, Verdict
-from energy_async.batch import SpendGuard
+from energy_async.batch import Outcome, Skipped, SpendGuard
+from energy_async.errors import JournalError
 from energy_async.journal import EntryState, Journal
+from energy_async.models import Order
 from energy_async.sandbox import Delivery
 from tests.coordination import Stage, stage
 
@@ -166,3 +168,88 @@ def test_spend_limits_must_be_positive() -> None:
 
     with pytest.raises(ConfigurationError):
         SpendGuard(max_sun=0)
+
+
+async def test_a_failing_journal_stops_sending_and_every_row_still_comes_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with stage() as st:
+        requests = requests_for(st, 10)
+        async with await Journal.open(tmp_path / "batch.journal") as journal:
+            real = journal.record_result
+            written = 0
+
+            async def full_disk(client_order_id: str, result: DeliveryResult) -> None:
+                nonlocal written
+                if written >= 2:
+                    raise JournalError("database or disk is full", path=journal.path)
+                written += 1
+                await real(client_order_id, result)
+
+            monkeypatch.setattr(journal, "record_result", full_disk)
+            outcomes: list[Outcome] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(produce_blocks, st)
+                async with st.catfee.buy_many(
+                    requests, concurrency=2, deadline=2.0, journal=journal
+                ) as batch:
+                    async for outcome in batch.outcomes():
+                        outcomes.append(outcome)
+                group.cancel_scope.cancel()
+        assert batch.journal_error is not None and "disk is full" in str(batch.journal_error)
+        assert batch.stop_reason is not None and "journal failed" in batch.stop_reason
+        assert sorted(o.client_order_id for o in outcomes) == sorted(
+            r.client_order_id for r in requests
+        )
+        not_sent = [o for o in outcomes if isinstance(o, Skipped)]
+        assert not_sent and all(not o.sent for o in not_sent)
+        charges = st.sandbox.catfee.charge_counts()
+        assert sum(charges.values()) == len(requests) - len(not_sent)
+        assert max(charges.values()) == 1
+
+
+async def test_a_refusal_for_money_stops_new_orders_and_the_refused_row_stays_to_do(
+    tmp_path: Path,
+) -> None:
+    async with stage() as st:
+        requests = requests_for(st, 6)
+        st.sandbox.catfee.delivery.for_target(requests[2].target, Delivery.REFUSE)
+        async with await Journal.open(tmp_path / "batch.journal") as journal:
+            outcomes: list[Outcome] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(produce_blocks, st)
+                async with st.catfee.buy_many(
+                    requests, concurrency=1, deadline=2.0, journal=journal
+                ) as batch:
+                    async for outcome in batch.outcomes():
+                        outcomes.append(outcome)
+                group.cancel_scope.cancel()
+            refused = await journal.get(requests[2].client_order_id)
+        assert batch.stop_reason is not None and "cannot pay" in batch.stop_reason
+        assert [isinstance(o, Skipped) for o in outcomes] == [False, False, True, True, True, True]
+        assert refused is not None and refused.state is not EntryState.SETTLED
+        assert sum(st.sandbox.catfee.charge_counts().values()) == 2
+
+
+def test_a_missing_price_is_never_free() -> None:
+    guard = SpendGuard(max_sun=10_000_000)
+    assert guard.admit(ENERGY, now=0.0) is None
+    priced = Order(provider="catfee", id="1", client_order_id="a", target="T", energy=ENERGY)
+    guard.settle(ENERGY, priced.__class__(**{**_fields(priced), "cost_sun": 1_105_000}), now=1.0)
+    assert guard.admit(ENERGY, now=2.0) is None
+    guard.settle(ENERGY, priced, now=3.0)  # no cost_sun: counted at the highest price seen
+    assert guard._sun == 2 * 1_105_000
+    blind = SpendGuard(max_sun=10_000_000)
+    assert blind.admit(ENERGY, now=0.0) is None
+    blind.settle(ENERGY, priced, now=1.0)  # no price and none known: stop, never count 0
+    assert blind.blind is not None and blind.admit(ENERGY, now=2.0) == blind.blind
+    quoted = SpendGuard(max_sun=10_000_000, quoted_sun_per_energy=17.0)
+    assert quoted.admit(ENERGY, now=0.0) is None
+    quoted.settle(ENERGY, priced, now=1.0)
+    assert quoted._sun == 17 * ENERGY and quoted.blind is None
+
+
+def _fields(order: Order) -> dict[str, object]:
+    import msgspec
+
+    return msgspec.structs.asdict(order)

@@ -1035,7 +1035,7 @@ def _configure_logging(verbosity: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(getattr(args, "verbose", 0))  # a command without -v logs nothing
     return _run(args.handler, args)
 
 

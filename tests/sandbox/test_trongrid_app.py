@@ -488,6 +488,33 @@ async def test_stale_node(grid: Grid) -> None:
     assert "EnergyLimit" not in lagging
     current = await grid.post("/wallet/getaccountresource", {"address": target, "visible": True})
     assert current["EnergyLimit"] > 0
+    # A lagging node's newest block is the solid one; the pending pool looks empty on it.
+    head = grid.chain.head()
+    grid.control.faults.inject(Fault.STALE)
+    assert await grid.post("/wallet/getblockbynum", {"num": head}) == {}
+    grid.control.faults.inject(Fault.STALE)
+    stale_now = await grid.post("/wallet/getnowblock")
+    assert stale_now["block_header"]["raw_data"]["number"] == grid.chain.solid_head()
+    pending = grid.chain.delegate(provider, target, 5 * TRX)
+    grid.control.faults.inject(Fault.STALE)
+    assert await grid.post("/wallet/gettransactionfrompending", {"value": pending}) == {}
+    assert (await grid.post("/wallet/gettransactionfrompending", {"value": pending}))["txID"]
+
+
+async def test_account_net_address_parsing(grid: Grid) -> None:
+    """getaccountnet parses by hand on GET (bad checksum: {}) and through JsonFormat on POST."""
+    provider = grid.chain.new_account(bandwidth_stake_sun=100 * TRX)
+    net = await grid.post("/wallet/getaccountnet", {"address": provider, "visible": True})
+    assert list(net) == ["freeNetLimit", "NetLimit", "TotalNetLimit", "TotalNetWeight"]
+    assert net["NetLimit"] == grid.chain.net_limit(provider) > 0
+    bad = bad_checksum(provider)
+    assert await grid.get("/wallet/getaccountnet", address=bad, visible="true") == {}
+    error = await grid.post("/wallet/getaccountnet", {"address": bad, "visible": True})
+    assert error == {"Error": "class java.lang.NullPointerException : null"}
+    error = await grid.post("/wallet/getaccountnet", {"address": "zz"})
+    assert error["Error"].startswith("class org.tron.core.services.http.JsonFormat$ParseException")
+    stranger = grid.chain.new_address()
+    assert await grid.post("/wallet/getaccountnet", {"address": stranger, "visible": True}) == {}
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,15 @@ and how much of a body to read, so that both clients behave the same under fault
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple, NoReturn, TypeVar
 
 import aiohttp
 import anyio
@@ -30,6 +32,7 @@ __all__ = [
     "CallMeter",
     "RateLimiter",
     "RetryPolicy",
+    "Step",
     "TransportFault",
     "check_base_url",
     "default_rate",
@@ -38,7 +41,9 @@ __all__ = [
     "parse_retry_after",
     "read_capped",
     "redact_url",
+    "retry_loop",
     "safe_cause",
+    "shared_limiter",
 ]
 
 # A node of your own or the sandbox has no remote quota: in effect no limit (the limiter's
@@ -228,6 +233,74 @@ class RateLimiter:
     def _refill(self, now: float) -> None:
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
+
+
+# One token bucket per (service, base URL, key, rate) in the process: services limit per key, so
+# every client sharing a key must share its budget. The key is hashed: no secret is kept here.
+_LIMITERS: dict[tuple[str, str, str | None, float], RateLimiter] = {}
+
+
+def shared_limiter(service: str, base_url: str, api_key: str | None, rate: float) -> RateLimiter:
+    """The process-wide limiter for this service, URL, key and rate (made on first use)."""
+    key_id = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+    slot = (service, base_url, key_id, rate)
+    limiter = _LIMITERS.get(slot)
+    if limiter is None:
+        limiter = _LIMITERS[slot] = RateLimiter(rate)
+    return limiter
+
+
+class Step(NamedTuple):
+    """What one failed attempt amounts to: give up with ``error``, or try again.
+
+    ``again`` asks for another attempt after the policy's backoff (or ``retry_after`` when
+    longer); ``now`` for one right away that the attempt budget does not limit (the clock was
+    just corrected, nothing can have been charged).
+    """
+
+    error: BaseException
+    again: bool = False
+    retry_after: float | None = None
+    now: bool = False
+
+
+T = TypeVar("T")
+
+
+async def retry_loop(
+    policy: RetryPolicy,
+    attempt: Callable[[int], Awaitable[T]],
+    classify: Callable[[Exception, int], Step | None],
+    give_up: Callable[[BaseException], NoReturn],
+    on_retry: Callable[[Step, int, float], None] | None = None,
+) -> T:
+    """Call ``attempt(n)`` until it returns; every failure goes through ``classify``.
+
+    ``classify`` returns ``None`` for an error to raise as it is, else a `Step`. When a step does
+    not ask for another try, or the policy is out of attempts or will not wait that long,
+    ``give_up(step.error)`` raises. One loop for every client, so that they behave alike.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return await attempt(attempts)
+        except Exception as exc:
+            step = classify(exc, attempts)
+            if step is None:
+                raise
+        if step.now:
+            continue
+        delay = (
+            policy.delay(attempts, step.retry_after)
+            if step.again and attempts < policy.max_attempts
+            else None
+        )
+        if delay is None:
+            give_up(step.error)
+        if on_retry is not None:
+            on_retry(step, attempts, delay)
+        await anyio.sleep(delay)
 
 
 class CallMeter:

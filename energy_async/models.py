@@ -162,6 +162,8 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     expires_at_ms: int | None = None
     balance_after_sun: int | None = None
     raw: dict[str, Any] = msgspec.field(default_factory=dict)
+    # The phase the adapter read from the provider's own statuses (``None``: CatFee's scheme).
+    reported_phase: OrderPhase | None = None
 
     def __post_init__(self) -> None:
         _check_amounts(self)
@@ -176,18 +178,23 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def phase(self) -> OrderPhase:
-        if self.confirm_status in _CONFIRMED:
-            return OrderPhase.CONFIRMED
-        if (
-            self.status in _FAILED_STATUSES
-            or self.confirm_status is ConfirmStatus.DELEGATION_CONFIRMED_FAIL
-        ):
-            return OrderPhase.FAILED
-        if self.status is OrderStatus.DELEGATE_SUCCESS:
-            return OrderPhase.DELEGATED
-        if self.status in (OrderStatus.PAYMENT_SUCCESS, OrderStatus.TRANSFER_SUCCESS):
-            return OrderPhase.PENDING
-        return OrderPhase.UNKNOWN
+        """The adapter's reading of the provider's statuses (CatFee's scheme when it gave none)."""
+        if self.reported_phase is not None:
+            return self.reported_phase
+        return status_phase(self.status, self.confirm_status)
+
+
+def status_phase(status: OrderStatus, confirm_status: ConfirmStatus) -> OrderPhase:
+    """CatFee's and Mefree's ``status`` / ``confirm_status`` pair as a phase."""
+    if confirm_status in _CONFIRMED:
+        return OrderPhase.CONFIRMED
+    if status in _FAILED_STATUSES or confirm_status is ConfirmStatus.DELEGATION_CONFIRMED_FAIL:
+        return OrderPhase.FAILED
+    if status is OrderStatus.DELEGATE_SUCCESS:
+        return OrderPhase.DELEGATED
+    if status in (OrderStatus.PAYMENT_SUCCESS, OrderStatus.TRANSFER_SUCCESS):
+        return OrderPhase.PENDING
+    return OrderPhase.UNKNOWN
 
 
 # Keys of a provider's raw order that may hold a credential (matched as parts of the key).

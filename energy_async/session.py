@@ -10,15 +10,13 @@ caller gets `OutcomeUnknown` with that id, never a silent second order.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, NoReturn, Self, TypeVar
 
 import aiohttp
-import anyio
 import msgspec
 from anyio.abc import AsyncResource
 from yarl import URL
@@ -29,11 +27,14 @@ from energy_async._http import (
     CallMeter,
     RateLimiter,
     RetryPolicy,
+    Step,
     default_rate,
     new_client_session,
     parse_retry_after,
     read_capped,
+    retry_loop,
     safe_cause,
+    shared_limiter,
 )
 from energy_async.errors import (
     AuthenticationError,
@@ -49,8 +50,7 @@ from energy_async.errors import (
     ServiceUnavailable,
 )
 from energy_async.models import Account, Order, OrderRequest, Quote
-from energy_async.providers._base import Provider, decode_envelope
-from energy_async.signing import format_timestamp, signed_headers
+from energy_async.providers._base import Provider, Refusal, Wire
 
 __all__ = ["DEFAULT_RATE_LIMIT", "ProviderSession", "RetryPolicy"]
 
@@ -66,20 +66,13 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # The request may have reached the provider and taken effect before the answer was lost.
 _MAYBE_SENT = (aiohttp.ClientError, TimeoutError)
 
-_SHARED_LIMITERS: dict[tuple[str, str, str], RateLimiter] = {}
-
 T = TypeVar("T")
 
 
 def _shared_limiter(provider: Provider) -> RateLimiter:
-    """One limiter per provider, URL and API key for the whole process (the key is hashed)."""
-    key_id = hashlib.sha256(provider.api_key.encode()).hexdigest()
-    key = (provider.name, provider.base_url, key_id)
-    limiter = _SHARED_LIMITERS.get(key)
-    if limiter is None:
-        rate = default_rate(provider.base_url, DEFAULT_RATE_LIMIT)
-        limiter = _SHARED_LIMITERS[key] = RateLimiter(rate)
-    return limiter
+    """One limiter per provider, URL and API key for the whole process."""
+    rate = default_rate(provider.base_url, DEFAULT_RATE_LIMIT)
+    return shared_limiter(provider.name, provider.base_url, provider.api_key, rate)
 
 
 class _ServerClock:
@@ -122,6 +115,17 @@ class _Call(NamedTuple):
     signed_path: str
     url: URL
     endpoint: str
+    body: bytes | None = None
+
+
+class _Attempts:
+    """What the attempts at one request have shown so far."""
+
+    __slots__ = ("maybe_sent", "resynced")
+
+    def __init__(self) -> None:
+        self.resynced = False  # the clock was corrected after a refused timestamp
+        self.maybe_sent = False  # an attempt may have reached the provider and taken effect
 
 
 class ProviderSession(AsyncResource):
@@ -237,9 +241,7 @@ class ProviderSession(AsyncResource):
             raise InvalidOrder("place() needs a request from prepare() (no client_order_id)")
         # A request from a journal or a caller is checked like a new one.
         request = self.prepare(**msgspec.structs.asdict(request))
-        call = self._build(
-            "POST", self._provider.create_path, self._provider.create_query(request), "create"
-        )
+        call = self._build(self._provider.create_wire(request))
         return await self._send(
             call,
             lambda data: self._check_replay(self._provider.parse_order(data, request), request),
@@ -269,11 +271,11 @@ class ProviderSession(AsyncResource):
 
     async def get_order(self, order_id: str, *, meter: CallMeter | None = None) -> Order:
         """The order as the provider sees it now (``order.id`` from create)."""
-        call = self._build("GET", self._provider.order_detail_path(order_id), [], "get")
+        call = self._build(self._provider.detail_wire(order_id))
         return await self._send(call, self._provider.parse_order, meter=meter)
 
     async def account(self, *, meter: CallMeter | None = None) -> Account:
-        call = self._build("GET", self._provider.account_path, [], "account")
+        call = self._build(self._provider.account_wire())
         return await self._send(call, self._provider.parse_account, meter=meter)
 
     async def quote(
@@ -285,8 +287,7 @@ class ProviderSession(AsyncResource):
     ) -> Quote:
         """What ``energy`` for ``duration`` costs; `NotSupported` where no price is published."""
         self._provider.check_amount(energy=energy, transfers=None)
-        path, query = self._provider.quote_query(energy=energy, duration=duration)
-        call = self._build("GET", path, query, "estimate")
+        call = self._build(self._provider.quote_wire(energy=energy, duration=duration))
         return await self._send(
             call,
             lambda data: self._provider.parse_quote(data, energy=energy, duration=duration),
@@ -295,20 +296,21 @@ class ProviderSession(AsyncResource):
 
     # --- one request, many attempts ------------------------------------------------------------
 
-    def _build(self, method: str, path: str, query: list[tuple[str, str]], endpoint: str) -> _Call:
+    def _build(self, wire: Wire) -> _Call:
         # Values are URL-safe by validation (digits, base58, [A-Za-z0-9_-]), so no encoding
         # step can make the bytes sent differ from the bytes signed.
-        signed_path = self._base_path + path
-        if query:
-            signed_path += "?" + "&".join(f"{name}={value}" for name, value in query)
-        return _Call(method, signed_path, URL(self._origin + signed_path, encoded=True), endpoint)
+        signed_path = self._base_path + wire.path
+        if wire.query:
+            signed_path += "?" + "&".join(f"{name}={value}" for name, value in wire.query)
+        url = URL(self._origin + signed_path, encoded=True)
+        return _Call(wire.method, signed_path, url, wire.endpoint, wire.body)
 
     def _context(
         self,
         call: _Call,
         attempts: int,
         http_status: int | None = None,
-        code: int | None = None,
+        code: int | str | None = None,
         provider_message: str | None = None,
     ) -> ErrorContext:
         return {
@@ -330,77 +332,87 @@ class ProviderSession(AsyncResource):
     ) -> T:
         """Attempts until one settles. For a create (``client_order_id`` given) every attempt
         after one that may have reached the provider is a replay of the same order."""
-        attempts = 0
-        resynced = False
-        maybe_sent = False
-        while True:
-            attempts += 1
-            retry_after: float | None = None
-            try:
-                return await self._attempt(call, parse, meter, attempts)
-            except _ClockRejected as exc:
-                if resynced:
-                    refused = AuthenticationError(exc.message, **exc.context())
-                    refused.__suppress_context__ = True  # the private class is no news
-                    self._give_up(refused, call, client_order_id, maybe_sent)
-                # A 401 charged nothing, and its Date has just corrected our clock: once more.
-                resynced = True
-                log.info(
-                    "%s %s: timestamp refused; retrying on the server's clock (offset %+.1f s)",
-                    self._provider.name,
-                    call.endpoint,
-                    self._clock.offset,
-                )
-                continue
-            except AuthenticationError as exc:
-                # Refused before the provider looked the id up: an earlier attempt may stand.
-                self._give_up(exc, call, client_order_id, maybe_sent)
-            except RateLimited as exc:
-                error: EnergyError = exc
-                retry_after = exc.retry_after
-            except ServiceUnavailable as exc:
-                error, maybe_sent = exc, True
-            except BadResponse as exc:
-                redirect = exc.http_status is not None and 300 <= exc.http_status < 400
-                if client_order_id is None or redirect:
-                    self._give_up(exc, call, client_order_id, maybe_sent)
-                # A garbled answer to a create may hide a charge: replaying the same id reads it.
-                error, maybe_sent = exc, True
-            except _NOT_SENT as exc:
-                error = NetworkError(
-                    f"could not connect: {_describe(exc)}", **self._context(call, attempts)
-                )
-                error.__cause__ = safe_cause(exc)
-            except _MAYBE_SENT as exc:
-                error = NetworkError(
-                    f"no answer: {_describe(exc)}", **self._context(call, attempts)
-                )
-                error.__cause__ = safe_cause(exc)
-                maybe_sent = True
-            delay = (
-                self._retry.delay(attempts, retry_after)
-                if attempts < self._retry.max_attempts
-                else None
-            )
-            if delay is None:
-                self._give_up(error, call, client_order_id, maybe_sent)
+        seen = _Attempts()
+
+        def attempt(attempts: int) -> Awaitable[T]:
+            return self._attempt(call, parse, meter, attempts)
+
+        def classify(exc: Exception, attempts: int) -> Step | None:
+            return self._classify(exc, call, attempts, seen, client_order_id)
+
+        def give_up(error: BaseException) -> NoReturn:
+            self._give_up(error, call, client_order_id, seen.maybe_sent)
+
+        def on_retry(step: Step, attempts: int, delay: float) -> None:
             log.info(
                 "%s %s attempt %d failed (%s); retrying in %.2f s%s",
                 self._provider.name,
                 call.endpoint,
                 attempts,
-                type(error).__name__,
+                type(step.error).__name__,
                 delay,
                 " with the same client_order_id" if client_order_id else "",
             )
-            await anyio.sleep(delay)
+
+        return await retry_loop(self._retry, attempt, classify, give_up, on_retry)
+
+    def _classify(
+        self,
+        exc: Exception,
+        call: _Call,
+        attempts: int,
+        seen: _Attempts,
+        client_order_id: str | None,
+    ) -> Step | None:
+        """What one failed attempt means: retry, give up, or (``None``) raise it as it is."""
+        if isinstance(exc, _ClockRejected):
+            if seen.resynced:
+                refused = AuthenticationError(exc.message, **exc.context())
+                refused.__suppress_context__ = True  # the private class is no news
+                return Step(refused)
+            # A 401 charged nothing, and its Date has just corrected our clock: once more.
+            seen.resynced = True
+            log.info(
+                "%s %s: timestamp refused; retrying on the server's clock (offset %+.1f s)",
+                self._provider.name,
+                call.endpoint,
+                self._clock.offset,
+            )
+            return Step(exc, now=True)
+        if isinstance(exc, AuthenticationError):
+            # Refused before the provider looked the id up: an earlier attempt may stand.
+            return Step(exc)
+        if isinstance(exc, RateLimited):
+            return Step(exc, again=True, retry_after=exc.retry_after)
+        if isinstance(exc, ServiceUnavailable):
+            seen.maybe_sent = True
+            return Step(exc, again=True)
+        if isinstance(exc, BadResponse):
+            redirect = exc.http_status is not None and 300 <= exc.http_status < 400
+            if client_order_id is None or redirect:
+                return Step(exc)
+            # A garbled answer to a create may hide a charge: replaying the same id reads it.
+            seen.maybe_sent = True
+            return Step(exc, again=True)
+        if isinstance(exc, _NOT_SENT):
+            error = NetworkError(
+                f"could not connect: {_describe(exc)}", **self._context(call, attempts)
+            )
+            error.__cause__ = safe_cause(exc)
+            return Step(error, again=True)
+        if isinstance(exc, _MAYBE_SENT):
+            error = NetworkError(f"no answer: {_describe(exc)}", **self._context(call, attempts))
+            error.__cause__ = safe_cause(exc)
+            seen.maybe_sent = True
+            return Step(error, again=True)
+        return None
 
     def _give_up(
-        self, error: EnergyError, call: _Call, client_order_id: str | None, maybe_sent: bool
+        self, error: BaseException, call: _Call, client_order_id: str | None, maybe_sent: bool
     ) -> NoReturn:
         """Stop with ``error``; but for a create that may have reached the provider, the last
         error does not say whether an earlier attempt bought it: the outcome is unknown."""
-        if client_order_id is None or not maybe_sent:
+        if client_order_id is None or not maybe_sent or not isinstance(error, EnergyError):
             raise error
         raise OutcomeUnknown(
             f"the order may or may not have been placed (last: {error.message}); "
@@ -418,16 +430,16 @@ class ProviderSession(AsyncResource):
         if meter is not None:
             meter.calls += 1
         provider = self._provider
-        headers = signed_headers(
-            provider.header_prefix,
+        headers = provider.signer.headers(
             provider.api_key,
             provider.api_secret,
-            format_timestamp(self._clock.now()),
+            self._clock.now(),
             call.method,
             call.signed_path,
+            call.body,
         )
         async with client.request(
-            call.method, call.url, headers=headers, allow_redirects=False
+            call.method, call.url, headers=headers, data=call.body, allow_redirects=False
         ) as response:
             status = response.status
             self._clock.observe(response.headers.get("Date"), time.time())
@@ -472,24 +484,16 @@ class ProviderSession(AsyncResource):
                 "provider unavailable", **self._context(call, attempts, status)
             )
         try:
-            envelope = decode_envelope(body)
+            result = self._provider.unwrap(status, body, call.endpoint)
         except BadResponse as exc:
-            if status < 400:
-                raise BadResponse(exc.message, **self._context(call, attempts, status)) from None
-            error = self._provider.error_class(status, None, call.endpoint)
+            raise BadResponse(exc.message, **self._context(call, attempts, status)) from None
+        if isinstance(result, Refusal):
+            error = _ClockRejected if result.about_clock else result.error
             raise error(
-                f"HTTP {status} without a JSON body", **self._context(call, attempts, status)
-            ) from None
-        if envelope.code != 0 or status >= 400:
-            message = envelope.message
-            error = self._provider.error_class(status, message, call.endpoint)
-            if error is AuthenticationError and envelope.says_clock:
-                error = _ClockRejected
-            raise error(
-                f"{self._provider.name} refused the request",
-                **self._context(call, attempts, status, envelope.code, message),
+                result.summary,
+                **self._context(call, attempts, status, result.code, result.message),
             )
-        return envelope.data
+        return result
 
     def _check_replay(self, order: Order, request: OrderRequest) -> Order:
         """A repeated ``client_order_id`` returns the earlier order, whatever was asked now."""

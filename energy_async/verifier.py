@@ -12,14 +12,12 @@ network fault) is retried with jittered backoff; nothing can be bought twice fro
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
-from typing import Annotated, Any, Final, Protocol, Self, TypeVar
+from typing import Annotated, Any, Final, NoReturn, Protocol, Self, TypeVar
 
 import aiohttp
-import anyio
 import msgspec
 from anyio.abc import AsyncResource
 
@@ -169,17 +167,10 @@ _ERROR_ONLY = msgspec.json.Decoder(_ErrorOnly)
 _ANY_JSON = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
 
-# One token bucket per (base URL, key, rate) in the process: TronGrid limits per key, so every
-# Verifier sharing a key must share its budget.
-_LIMITERS: dict[tuple[str, str | None, float], _http.RateLimiter] = {}
-
 
 def _shared_limiter(base_url: str, api_key: str | None, rate: float) -> _http.RateLimiter:
-    key_id = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
-    limiter = _LIMITERS.get((base_url, key_id, rate))
-    if limiter is None:
-        limiter = _LIMITERS[(base_url, key_id, rate)] = _http.RateLimiter(rate)
-    return limiter
+    """TronGrid limits per key: every Verifier sharing a key shares its budget."""
+    return _http.shared_limiter("trongrid", base_url, api_key, rate)
 
 
 def _default_rate(base_url: str, has_key: bool) -> float:
@@ -336,32 +327,22 @@ class Verifier(AsyncResource):
     ) -> tuple[_Reply, bytes]:
         """POST with retries; the decoded reply and its raw body."""
         body = _ENCODER.encode(payload)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                status, retry_after, content = await self._send(path, body, meter)
-                return _interpret(path, status, content, retry_after, decoder), content
-            except EnergyError as error:
-                error.attempts = attempt
-                wait = self._retry_delay(error, attempt)
-                if wait is None:
-                    raise
-                logger.debug(
-                    "TronGrid %s: %s; attempt %d of %d, retrying in %.2fs",
-                    path,
-                    type(error).__name__,
-                    attempt,
-                    self._retry.max_attempts,
-                    wait,
-                )
-                await anyio.sleep(wait)
 
-    def _retry_delay(self, error: EnergyError, attempt: int) -> float | None:
-        if not error.retryable or attempt >= self._retry.max_attempts:
-            return None
-        retry_after = error.retry_after if isinstance(error, RateLimited) else None
-        return self._retry.delay(attempt, retry_after)
+        async def attempt(_: int) -> tuple[_Reply, bytes]:
+            status, retry_after, content = await self._send(path, body, meter)
+            return _interpret(path, status, content, retry_after, decoder), content
+
+        def on_retry(step: _http.Step, attempt: int, wait: float) -> None:
+            logger.debug(
+                "TronGrid %s: %s; attempt %d of %d, retrying in %.2fs",
+                path,
+                type(step.error).__name__,
+                attempt,
+                self._retry.max_attempts,
+                wait,
+            )
+
+        return await _http.retry_loop(self._retry, attempt, _classify, _raise, on_retry)
 
     async def _send(
         self, path: str, body: bytes, meter: _http.CallMeter | None
@@ -390,6 +371,19 @@ class Verifier(AsyncResource):
             cause = _http.safe_cause(error)  # aiohttp's error holds every header sent
         # Raised outside the handler, so not even __context__ keeps aiohttp's error.
         raise NetworkError(f"TronGrid request failed: {kind}", path=path) from cause
+
+
+def _classify(error: Exception, attempt: int) -> _http.Step | None:
+    """Typed errors count their attempts; the retryable ones are worth another."""
+    if not isinstance(error, EnergyError):
+        return None
+    error.attempts = attempt
+    retry_after = error.retry_after if isinstance(error, RateLimited) else None
+    return _http.Step(error, again=error.retryable, retry_after=retry_after)
+
+
+def _raise(error: BaseException) -> NoReturn:
+    raise error
 
 
 # --- pure interpretation of one response (kept apart so tests can feed it any bytes) ---------

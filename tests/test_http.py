@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import aiohttp
 import anyio
 import pytest
 from aiohttp import web
 
-from energy_async import BadResponse, ConfigurationError
+from energy_async import BadResponse, ConfigurationError, _http
 from energy_async._http import (
     LOOPBACK_RATE,
     RateLimiter,
     RetryPolicy,
+    Step,
     check_base_url,
     default_rate,
     parse_retry_after,
     read_capped,
+    retry_loop,
+    shared_limiter,
 )
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -179,3 +183,94 @@ async def test_read_capped_reads_whole_bodies_and_stops_hostile_ones(body_server
         async with session.get(body_server + "/big") as response:
             with pytest.raises(BadResponse, match="cap"):
                 await read_capped(response, limit=10 * 1024)
+
+
+# --- the one retry loop and the limiter registry ---------------------------------------------
+
+INSTANT = RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=0.0)
+
+
+class _Flaky(Exception):
+    pass
+
+
+def _retry_flaky(exc: Exception, attempt: int) -> Step | None:
+    return Step(exc, again=True) if isinstance(exc, _Flaky) else None
+
+
+def _reraise(error: BaseException) -> NoReturn:
+    raise error
+
+
+@pytest.mark.anyio
+async def test_retry_loop_retries_what_classify_allows_until_it_succeeds() -> None:
+    seen: list[int] = []
+
+    async def attempt(n: int) -> str:
+        seen.append(n)
+        if n < 3:
+            raise _Flaky(n)
+        return "ok"
+
+    assert await retry_loop(INSTANT, attempt, _retry_flaky, _reraise) == "ok"
+    assert seen == [1, 2, 3]
+
+
+@pytest.mark.anyio
+async def test_retry_loop_gives_up_after_the_policy_budget() -> None:
+    seen: list[int] = []
+
+    async def attempt(n: int) -> str:
+        seen.append(n)
+        raise _Flaky(n)
+
+    with pytest.raises(_Flaky) as raised:
+        await retry_loop(INSTANT, attempt, _retry_flaky, _reraise)
+    assert seen == [1, 2, 3] and raised.value.args == (3,)
+
+
+@pytest.mark.anyio
+async def test_retry_loop_raises_unclassified_errors_at_once() -> None:
+    seen: list[int] = []
+
+    async def attempt(n: int) -> str:
+        seen.append(n)
+        raise KeyError("not ours")
+
+    with pytest.raises(KeyError):
+        await retry_loop(INSTANT, attempt, _retry_flaky, _reraise)
+    assert seen == [1]
+
+
+@pytest.mark.anyio
+async def test_retry_loop_gives_up_with_the_steps_error_and_retries_now_beyond_budget() -> None:
+    seen: list[int] = []
+    replacement = ValueError("what to raise instead")
+
+    async def attempt(n: int) -> str:
+        seen.append(n)
+        raise _Flaky(n)
+
+    def classify(exc: Exception, n: int) -> Step:
+        # Four immediate retries (more than the budget of 3), then a final answer.
+        return Step(exc, now=True) if n <= 4 else Step(replacement)
+
+    with pytest.raises(ValueError) as raised:
+        await retry_loop(INSTANT, attempt, classify, _reraise)
+    assert raised.value is replacement and seen == [1, 2, 3, 4, 5]
+
+
+def test_shared_limiter_is_one_per_service_url_key_and_rate() -> None:
+    first = shared_limiter("svc-test", "https://a.example", "key-1", 5.0)
+    assert shared_limiter("svc-test", "https://a.example", "key-1", 5.0) is first
+    others = [
+        shared_limiter("svc-other", "https://a.example", "key-1", 5.0),
+        shared_limiter("svc-test", "https://b.example", "key-1", 5.0),
+        shared_limiter("svc-test", "https://a.example", "key-2", 5.0),
+        shared_limiter("svc-test", "https://a.example", None, 5.0),
+        shared_limiter("svc-test", "https://a.example", "key-1", 6.0),
+    ]
+    assert all(other is not first for other in others)
+    assert len({id(other) for other in others}) == len(others)
+    # The registry keeps a hash of the key, never the key itself.
+    assert not any("key-1" in repr(slot) for slot in _http._LIMITERS)

@@ -23,7 +23,17 @@ from energy_async.errors import (
     RequestRejected,
 )
 from energy_async.models import ActivateStatus, ConfirmStatus, OrderPhase, OrderStatus
-from energy_async.providers import CATFEE_NILE_URL, CatFee, Mefree, Provider
+from energy_async.providers import (
+    CATFEE_NILE_URL,
+    PROVIDERS,
+    CatFee,
+    Idempotency,
+    Mefree,
+    Provider,
+    Refusal,
+    Wire,
+    provider_class,
+)
 from energy_async.providers._base import decode_envelope
 
 TARGET = "TZ4UXDV5ZhNW7fb2AMSbgfAEZ7hWsnYS2g"
@@ -445,3 +455,80 @@ def test_error_classes(
     provider: Provider, status: int, message: str | None, endpoint: str, error: type[ProviderError]
 ) -> None:
     assert provider.error_class(status, message, endpoint) is error
+
+
+# --- the registry and the hooks every adapter declares ------------------------------------------
+
+
+def test_the_registry_names_each_adapter_by_its_own_name() -> None:
+    assert {"catfee", "mefree"} <= set(PROVIDERS)
+    for name, cls in PROVIDERS.items():
+        assert cls.name == name and provider_class(name) is cls
+        assert isinstance(cls.idempotency, Idempotency)
+        assert cls.env_names()[0] == f"{cls.env_prefix}_API_KEY"
+    with pytest.raises(ConfigurationError, match="known: catfee, mefree"):
+        provider_class("nope")
+
+
+def test_catfee_family_declares_a_native_key_and_a_prefixed_path_signer() -> None:
+    for provider, prefix in ((catfee, "CF"), (mefree, "MF")):
+        assert provider.idempotency is Idempotency.NATIVE_KEY
+        headers = provider.signer.headers(KEY, SECRET, 1693053296.789, "GET", "/x", None)
+        assert headers[f"{prefix}-ACCESS-KEY"] == KEY
+        assert headers[f"{prefix}-ACCESS-TIMESTAMP"] == "2023-08-26T12:34:56.789Z"
+
+
+def test_the_create_wire_is_a_post_with_the_query_and_no_body() -> None:
+    request = catfee.order_request(target=TARGET, energy=65_000, client_order_id="c-1")
+    wire = catfee.create_wire(request)
+    assert (wire.method, wire.path, wire.endpoint, wire.body) == (
+        "POST",
+        "/v1/order",
+        "create",
+        None,
+    )
+    assert wire.query == tuple(catfee.create_query(request))
+    assert catfee.detail_wire("abc") == Wire("GET", "/v1/order/abc", "get")
+    assert catfee.lookup_wire("c-1") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "confirm", "phase"),
+    [
+        ("PAYMENT_SUCCESS", "UNCONFIRMED", OrderPhase.PENDING),
+        ("DELEGATE_SUCCESS", "UNCONFIRMED", OrderPhase.DELEGATED),
+        ("DELEGATE_SUCCESS", "DELEGATION_CONFIRMED", OrderPhase.CONFIRMED),
+        ("DELEGATE_FAIL", "UNCONFIRMED", OrderPhase.FAILED),
+        ("SOMETHING_NEW", "UNCONFIRMED", OrderPhase.UNKNOWN),
+    ],
+)
+def test_the_adapter_reports_the_phase_it_read(
+    status: str, confirm: str, phase: OrderPhase
+) -> None:
+    order = catfee.parse_order(CATFEE_LOGGED | {"status": status, "confirm_status": confirm})
+    assert order.reported_phase is phase and order.phase is phase
+
+
+def test_a_reported_phase_wins_over_catfee_status_names() -> None:
+    order = catfee.parse_order(CATFEE_LOGGED)
+    assert order.phase is OrderPhase.PENDING
+    stated = msgspec.structs.replace(order, reported_phase=OrderPhase.CONFIRMED)
+    assert stated.phase is OrderPhase.CONFIRMED
+
+
+def test_unwrap_returns_data_or_the_refusal() -> None:
+    ok = catfee.unwrap(200, b'{"code":0,"data":{"a":1}}', "get")
+    assert ok == {"a": 1}
+    refused = catfee.unwrap(200, b'{"code":1007,"msg":"insufficient balance"}', "create")
+    assert isinstance(refused, Refusal) and refused.error is InsufficientBalance
+    assert (refused.code, refused.message, refused.about_clock) == (
+        1007,
+        "insufficient balance",
+        False,
+    )
+    clock = catfee.unwrap(401, b'{"code":4,"msg":"Timestamp deviation exceeds 5 seconds"}', "get")
+    assert isinstance(clock, Refusal) and clock.about_clock
+    bare = catfee.unwrap(403, b"<html>", "get")
+    assert isinstance(bare, Refusal) and bare.error is AuthenticationError
+    with pytest.raises(BadResponse):
+        catfee.unwrap(200, b"<html>", "get")

@@ -1,6 +1,22 @@
-"""Provider adapters: the facts of each rental API, kept as data next to two parse hooks."""
+"""Provider adapters: the facts of each rental API, kept as data next to a few hooks.
 
-from energy_async.providers._base import MAX_ENERGY, MAX_TRANSFERS, MIN_ENERGY, Provider
+`PROVIDERS` is the one registry: the session, the CLI (``--provider`` choices) and the
+sandbox's prefixes all use its names.
+"""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from energy_async.errors import ConfigurationError
+from energy_async.providers._base import (
+    MAX_ENERGY,
+    MAX_TRANSFERS,
+    MIN_ENERGY,
+    Idempotency,
+    Provider,
+    Refusal,
+    Wire,
+)
 from energy_async.providers.catfee import CATFEE_MAINNET_URL, CATFEE_NILE_URL, CatFee
 from energy_async.providers.mefree import MEFREE_MAINNET_URL, Mefree
 
@@ -11,7 +27,25 @@ __all__ = [
     "MAX_TRANSFERS",
     "MEFREE_MAINNET_URL",
     "MIN_ENERGY",
+    "PROVIDERS",
     "CatFee",
+    "Idempotency",
     "Mefree",
     "Provider",
+    "Refusal",
+    "Wire",
+    "provider_class",
 ]
+
+PROVIDERS: Mapping[str, type[Provider]] = MappingProxyType(
+    {cls.name: cls for cls in (CatFee, Mefree)}
+)
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The adapter registered as ``name``; `ConfigurationError` naming the known ones."""
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        known = ", ".join(PROVIDERS)
+        raise ConfigurationError(f"unknown provider {name!r}; known: {known}") from None

@@ -1,20 +1,24 @@
 """What every provider adapter shares: credentials, order validation, the envelope, error tables.
 
-An adapter is mostly data (paths, parameter names, durations, header prefix) plus two hooks that
-turn the provider's JSON into the shared models. Validation lives here because what is valid
-depends on the provider (its durations, whether it sells by ``transfers``), and it must run
-before anything is sent.
+An adapter is mostly data (paths, parameter names, durations, a signer, its idempotency
+capability) plus a few hooks, each with CatFee's behaviour as the default: build the wire
+request of each call (`Wire`: query or JSON body), unwrap the envelope of a reply (``unwrap``),
+and turn the provider's JSON into the shared models, its statuses into an `OrderPhase` and its
+delegations into ``Order.delegate_hashes``. Validation lives here because what is valid depends
+on the provider (its durations, whether it sells by ``transfers``), and it must run before
+anything is sent.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
 import os
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, NamedTuple, Self, TypeVar
 
 import msgspec
 
@@ -41,13 +45,17 @@ from energy_async.models import (
     OrderStatus,
     Quote,
 )
+from energy_async.signing import Signer
 
 __all__ = [
     "MAX_ENERGY",
     "MAX_TRANSFERS",
     "MIN_ENERGY",
     "Envelope",
+    "Idempotency",
     "Provider",
+    "Refusal",
+    "Wire",
     "decode_envelope",
 ]
 
@@ -136,6 +144,35 @@ _MESSAGE_ERRORS: tuple[tuple[tuple[str, ...], type[ProviderError]], ...] = (
 _REJECTION_WORDS = ("address", "quantity", "duration", "period", "count", "param", "invalid")
 
 
+class Idempotency(enum.StrEnum):
+    """What makes a repeated create safe at this provider, which decides how one is retried."""
+
+    NATIVE_KEY = "NATIVE_KEY"  # the same client id returns the earlier order: replay it
+    LOOKUP_KEY = "LOOKUP_KEY"  # the id finds an order, a repeat may buy again: look up first
+    NONE = "NONE"  # nothing dedupes: reconcile from the order list and the chain, or UNKNOWN
+
+
+class Wire(NamedTuple):
+    """One request as it goes on the wire: path (after the base URL), query, body bytes."""
+
+    method: str
+    path: str
+    endpoint: str  # create, get, lookup, account, estimate, list: for errors and logs
+    query: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A reply that says no: the error to raise, and what the provider said."""
+
+    error: type[ProviderError]
+    summary: str
+    code: int | str | None = None
+    message: str | None = None
+    about_clock: bool = False  # the timestamp was refused: worth one retry on the server clock
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
 class Provider(abc.ABC):
     """Credentials and the facts of one provider's API.
@@ -144,7 +181,7 @@ class Provider(abc.ABC):
     """
 
     api_key: str
-    api_secret: str
+    api_secret: str = ""
     base_url: str = ""
 
     name: ClassVar[str]
@@ -161,9 +198,17 @@ class Provider(abc.ABC):
     durations: ClassVar[Mapping[str, str]]  # our duration name -> the value on the wire
     estimate_path: ClassVar[str | None] = None
     no_estimate_reason: ClassVar[str] = "no price estimate is documented"
+    signer: ClassVar[Signer]
+    idempotency: ClassVar[Idempotency] = Idempotency.NATIVE_KEY
+    needs_secret: ClassVar[bool] = True  # False: an API key alone (TronSave)
+    docs_url: ClassVar[str] = ""
+    testnet_url: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
-        for field, value in (("api_key", self.api_key), ("api_secret", self.api_secret)):
+        fields = [("api_key", self.api_key)]
+        if self.needs_secret or self.api_secret:
+            fields.append(("api_secret", self.api_secret))
+        for field, value in fields:
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{self.name}: {field} is missing or empty")
             if not value.isprintable() or value != value.strip():
@@ -181,11 +226,18 @@ class Provider(abc.ABC):
     ) -> Self:
         """Credentials from ``{PREFIX}_API_KEY`` / ``{PREFIX}_API_SECRET``."""
         env = os.environ if environ is None else environ
-        names = (f"{cls.env_prefix}_API_KEY", f"{cls.env_prefix}_API_SECRET")
+        names = cls.env_names()
         missing = [name for name in names if not env.get(name)]
         if missing:
             raise ConfigurationError(f"{cls.name}: set {' and '.join(missing)} in the environment")
-        return cls(api_key=env[names[0]], api_secret=env[names[1]], base_url=base_url or "")
+        secret = env[names[1]] if len(names) > 1 else ""
+        return cls(api_key=env[names[0]], api_secret=secret, base_url=base_url or "")
+
+    @classmethod
+    def env_names(cls) -> tuple[str, ...]:
+        """The environment variables that hold this provider's credentials."""
+        key = f"{cls.env_prefix}_API_KEY"
+        return (key, f"{cls.env_prefix}_API_SECRET") if cls.needs_secret else (key,)
 
     @property
     def supports_transfers(self) -> bool:
@@ -265,6 +317,49 @@ class Provider(abc.ABC):
             (self.duration_param, self.wire_duration(request.duration)),
             ("client_order_id", request.client_order_id),
         ]
+
+    def create_wire(self, request: OrderRequest) -> Wire:
+        """The create as sent: CatFee's scheme is a POST with the order in the query."""
+        return Wire("POST", self.create_path, "create", tuple(self.create_query(request)))
+
+    def detail_wire(self, order_id: str) -> Wire:
+        return Wire("GET", self.order_detail_path(order_id), "get")
+
+    def lookup_wire(self, client_order_id: str) -> Wire | None:
+        """The order found by our client id, where the API can look one up (``None``: no)."""
+        return None
+
+    def account_wire(self) -> Wire:
+        return Wire("GET", self.account_path, "account")
+
+    def quote_wire(self, *, energy: int, duration: str) -> Wire:
+        path, query = self.quote_query(energy=energy, duration=duration)
+        return Wire("GET", path, "estimate", tuple(query))
+
+    def unwrap(self, http_status: int, body: bytes, endpoint: str) -> Any:
+        """The ``data`` of a success, or the `Refusal` the reply amounts to.
+
+        Called for every reply that is neither a redirect, a 429 nor a 5xx. The default is the
+        ``{code, msg, sub_code, sub_msg, data}`` envelope, ``code == 0`` meaning success.
+        """
+        try:
+            envelope = decode_envelope(body)
+        except BadResponse:
+            if http_status < 400:
+                raise
+            error = self.error_class(http_status, None, endpoint)
+            return Refusal(error, f"HTTP {http_status} without a JSON body")
+        if envelope.code != 0 or http_status >= 400:
+            message = envelope.message
+            error = self.error_class(http_status, message, endpoint)
+            return Refusal(
+                error,
+                f"{self.name} refused the request",
+                envelope.code,
+                message,
+                about_clock=error is AuthenticationError and envelope.says_clock,
+            )
+        return envelope.data
 
     @abc.abstractmethod
     def parse_order(self, data: Any, request: OrderRequest | None = None) -> Order:

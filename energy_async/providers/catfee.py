@@ -7,8 +7,15 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from energy_async.models import Account, Order, OrderRequest
-from energy_async.providers._base import Provider, convert, duration_from_minutes, statuses
+from energy_async.models import Account, Order, OrderRequest, status_phase
+from energy_async.providers._base import (
+    Idempotency,
+    Provider,
+    convert,
+    duration_from_minutes,
+    statuses,
+)
+from energy_async.signing import PathSigner, Signer
 
 __all__ = ["CATFEE_MAINNET_URL", "CATFEE_NILE_URL", "CatFee"]
 
@@ -48,6 +55,8 @@ class CatFee(Provider):
     name: ClassVar[str] = "catfee"
     mainnet_url: ClassVar[str] = CATFEE_MAINNET_URL
     header_prefix: ClassVar[str] = "CF"
+    signer: ClassVar[Signer] = PathSigner.prefixed("CF")
+    idempotency: ClassVar[Idempotency] = Idempotency.NATIVE_KEY  # client_order_id
     env_prefix: ClassVar[str] = "CATFEE"
     create_path: ClassVar[str] = "/v1/order"
     order_path: ClassVar[str] = "/v1/order/"
@@ -76,6 +85,7 @@ class CatFee(Provider):
             confirm_status=confirm_status,
             activate_status=activate_status,
             delegate_hash=order.delegate_hash or None,
+            reported_phase=status_phase(status, confirm_status),
             cost_sun=order.pay_amount_sun,
             activation_cost_sun=order.activate_amount_sun,
             created_at_ms=order.pay_timestamp,

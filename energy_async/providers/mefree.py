@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from energy_async.models import Account, Order, OrderRequest
-from energy_async.providers._base import Provider, convert, ms_or_none, statuses
+from energy_async.models import Account, Order, OrderRequest, status_phase
+from energy_async.providers._base import Idempotency, Provider, convert, ms_or_none, statuses
+from energy_async.signing import PathSigner, Signer
 
 __all__ = ["MEFREE_MAINNET_URL", "Mefree"]
 
@@ -54,6 +55,8 @@ class Mefree(Provider):
     name: ClassVar[str] = "mefree"
     mainnet_url: ClassVar[str] = MEFREE_MAINNET_URL
     header_prefix: ClassVar[str] = "MF"
+    signer: ClassVar[Signer] = PathSigner.prefixed("MF")
+    idempotency: ClassVar[Idempotency] = Idempotency.NATIVE_KEY  # client_order_id
     env_prefix: ClassVar[str] = "MEFREE"
     create_path: ClassVar[str] = "/api/order"
     order_path: ClassVar[str] = "/api/order/"
@@ -86,6 +89,7 @@ class Mefree(Provider):
             confirm_status=confirm_status,
             activate_status=activate_status,
             delegate_hash=order.delegate_hash or None,
+            reported_phase=status_phase(status, confirm_status),
             cost_sun=order.amount_sun,
             created_at_ms=ms_or_none(order.timestamp),
             expires_at_ms=ms_or_none(order.energy_expired_timestamp),

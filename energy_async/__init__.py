@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         ResourceSnapshot,
         Verdict,
     )
-    from energy_async.providers import CatFee, Mefree, Provider
+    from energy_async.providers import CatFee, Itrx, Mefree, Provider, TEnergy, TronSave
     from energy_async.readiness import (
         ReadinessChecker,
         ReadyState,
@@ -73,6 +73,7 @@ __all__ = [
     "InsufficientBalance",
     "InvalidAddress",
     "InvalidOrder",
+    "Itrx",
     "JournalError",
     "Mefree",
     "NetworkError",
@@ -95,10 +96,12 @@ __all__ = [
     "ResourceSnapshot",
     "RetryPolicy",
     "ServiceUnavailable",
+    "TEnergy",
     "TokenNotFound",
     "TransferPurchase",
     "TransferReadiness",
     "TransientError",
+    "TronSave",
     "Verdict",
     "Verifier",
     "to_base58",
@@ -152,8 +155,11 @@ _MODULES = {
     ),
     "providers": (
         "CatFee",
+        "Itrx",
         "Mefree",
         "Provider",
+        "TEnergy",
+        "TronSave",
     ),
     "readiness": (
         "ReadinessChecker",

@@ -45,12 +45,14 @@ from energy_async.errors import (
     ErrorContext,
     InvalidOrder,
     NetworkError,
+    NotSupported,
+    OrderNotFound,
     OutcomeUnknown,
     RateLimited,
     ServiceUnavailable,
 )
 from energy_async.models import Account, Order, OrderRequest, Quote
-from energy_async.providers._base import Provider, Refusal, Wire
+from energy_async.providers._base import Idempotency, Provider, Refusal, Wire
 
 __all__ = ["DEFAULT_RATE_LIMIT", "ProviderSession", "RetryPolicy"]
 
@@ -171,6 +173,7 @@ class ProviderSession(AsyncResource):
             trace_configs=trace_configs,
         )
         self._closed = False
+        self._sent_once: set[str] = set()  # NONE capability: creates sent by this session
         self._clock = _ServerClock()
         base = URL(provider.base_url)
         self._origin = str(base.origin())
@@ -232,7 +235,15 @@ class ProviderSession(AsyncResource):
         )
 
     async def place(self, request: OrderRequest, *, meter: CallMeter | None = None) -> Order:
-        """Send a prepared order; replays carry its ``client_order_id``, so it is bought once.
+        """Send a prepared order so that it is bought once, by the provider's capability.
+
+        - NATIVE_KEY: replays carry its ``client_order_id``; the provider answers a repeat
+          with the earlier order.
+        - LOOKUP_KEY: the key is looked up first, and a create is sent only when the provider
+          answers that no such order exists; a create whose answer was lost is never resent
+          blindly, only after another lookup proves it bought nothing.
+        - NONE: one create per ``client_order_id`` per session; after an unknown outcome this
+          session refuses to send another (`OutcomeUnknown`): nothing proves it bought nothing.
 
         Raises `OutcomeUnknown` when an attempt may have reached the provider and none
         settled; resolve it by calling ``place`` again with the same request.
@@ -241,13 +252,78 @@ class ProviderSession(AsyncResource):
             raise InvalidOrder("place() needs a request from prepare() (no client_order_id)")
         # A request from a journal or a caller is checked like a new one.
         request = self.prepare(**msgspec.structs.asdict(request))
+        capability = self._provider.idempotency
+        if capability is Idempotency.NATIVE_KEY:
+            return await self._create(request, meter, replay=True)
+        if capability is Idempotency.LOOKUP_KEY:
+            return await self._place_by_lookup(request, meter)
+        return await self._place_once(request, meter)
+
+    async def _create(
+        self, request: OrderRequest, meter: CallMeter | None, *, replay: bool
+    ) -> Order:
+        """The create; with ``replay`` an attempt that may have been sent is sent again."""
         call = self._build(self._provider.create_wire(request))
         return await self._send(
             call,
             lambda data: self._check_replay(self._provider.parse_order(data, request), request),
             meter=meter,
             client_order_id=request.client_order_id,
+            replay=replay,
         )
+
+    async def lookup(self, client_order_id: str, *, meter: CallMeter | None = None) -> Order | None:
+        """The order the provider holds under our ``client_order_id``; ``None`` when it says it
+        has none. `NotSupported` where the API cannot look an order up by our id."""
+        wire = self._provider.lookup_wire(client_order_id)
+        if wire is None:
+            raise NotSupported(
+                f"{self._provider.name} cannot look an order up by client_order_id",
+                provider=self._provider.name,
+            )
+        try:
+            return await self._send(self._build(wire), self._provider.parse_order, meter=meter)
+        except OrderNotFound:
+            return None
+
+    async def _place_by_lookup(self, request: OrderRequest, meter: CallMeter | None) -> Order:
+        cid = request.client_order_id
+        unknown: OutcomeUnknown | None = None
+        for _ in range(self._retry.max_attempts):
+            try:
+                found = await self.lookup(cid, meter=meter)
+            except EnergyError as exc:
+                if unknown is None:
+                    raise  # nothing was sent yet: a failed read bought nothing
+                raise unknown from exc
+            if found is not None:
+                return self._check_replay(found, request)
+            try:
+                return await self._create(request, meter, replay=False)
+            except OutcomeUnknown as exc:
+                unknown = exc  # look it up again before anything else is sent
+        assert unknown is not None
+        raise unknown
+
+    async def _place_once(self, request: OrderRequest, meter: CallMeter | None) -> Order:
+        cid = request.client_order_id
+        if cid in self._sent_once:
+            raise OutcomeUnknown(
+                f"{self._provider.name} has no idempotency key and an earlier create of "
+                f"{cid!r} may have bought energy; nothing proves it did not, so none is sent "
+                "again: reconcile by the provider's order list and the chain",
+                client_order_id=cid,
+                provider=self._provider.name,
+            )
+        self._sent_once.add(cid)
+        try:
+            return await self._create(request, meter, replay=False)
+        except OutcomeUnknown:
+            raise
+        except EnergyError:
+            # Refused, or never sent (a connection refused, throttled): nothing was bought.
+            self._sent_once.discard(cid)
+            raise
 
     async def create_order(
         self,
@@ -329,6 +405,7 @@ class ProviderSession(AsyncResource):
         *,
         meter: CallMeter | None,
         client_order_id: str | None = None,
+        replay: bool = True,
     ) -> T:
         """Attempts until one settles. For a create (``client_order_id`` given) every attempt
         after one that may have reached the provider is a replay of the same order."""
@@ -338,7 +415,10 @@ class ProviderSession(AsyncResource):
             return self._attempt(call, parse, meter, attempts)
 
         def classify(exc: Exception, attempts: int) -> Step | None:
-            return self._classify(exc, call, attempts, seen, client_order_id)
+            step = self._classify(exc, call, attempts, seen, client_order_id)
+            if step is not None and seen.maybe_sent and not replay:
+                return Step(step.error)  # never resend blindly: the caller looks it up
+            return step
 
         def give_up(error: BaseException) -> NoReturn:
             self._give_up(error, call, client_order_id, seen.maybe_sent)

@@ -466,7 +466,7 @@ def test_the_registry_names_each_adapter_by_its_own_name() -> None:
         assert cls.name == name and provider_class(name) is cls
         assert isinstance(cls.idempotency, Idempotency)
         assert cls.env_names()[0] == f"{cls.env_prefix}_API_KEY"
-    with pytest.raises(ConfigurationError, match="known: catfee, mefree"):
+    with pytest.raises(ConfigurationError, match="known: catfee, mefree, tenergy, itrx, tronsave"):
         provider_class("nope")
 
 

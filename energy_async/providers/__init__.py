@@ -18,27 +18,38 @@ from energy_async.providers._base import (
     Wire,
 )
 from energy_async.providers.catfee import CATFEE_MAINNET_URL, CATFEE_NILE_URL, CatFee
+from energy_async.providers.itrx import ITRX_MAINNET_URL, Itrx
 from energy_async.providers.mefree import MEFREE_MAINNET_URL, Mefree
+from energy_async.providers.tenergy import TENERGY_MAINNET_URL, TENERGY_NILE_URL, TEnergy
+from energy_async.providers.tronsave import TRONSAVE_MAINNET_URL, TRONSAVE_NILE_URL, TronSave
 
 __all__ = [
     "CATFEE_MAINNET_URL",
     "CATFEE_NILE_URL",
+    "ITRX_MAINNET_URL",
     "MAX_ENERGY",
     "MAX_TRANSFERS",
     "MEFREE_MAINNET_URL",
     "MIN_ENERGY",
     "PROVIDERS",
+    "TENERGY_MAINNET_URL",
+    "TENERGY_NILE_URL",
+    "TRONSAVE_MAINNET_URL",
+    "TRONSAVE_NILE_URL",
     "CatFee",
     "Idempotency",
+    "Itrx",
     "Mefree",
     "Provider",
     "Refusal",
+    "TEnergy",
+    "TronSave",
     "Wire",
     "provider_class",
 ]
 
 PROVIDERS: Mapping[str, type[Provider]] = MappingProxyType(
-    {cls.name: cls for cls in (CatFee, Mefree)}
+    {cls.name: cls for cls in (CatFee, Mefree, TEnergy, Itrx, TronSave)}
 )
 
 

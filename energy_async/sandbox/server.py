@@ -19,6 +19,7 @@ from energy_async.sandbox.admin import build_admin_app
 from energy_async.sandbox.faults import Fault
 from energy_async.sandbox.provider_core import Delivery
 from energy_async.sandbox.provider_http import PROVIDER_FAULTS, Handler
+from energy_async.sandbox.registry import PROVIDER_APPS
 from energy_async.sandbox.trongrid import TRONGRID_FAULTS, build_trongrid_app
 from energy_async.sandbox.world import World
 
@@ -42,8 +43,10 @@ class SandboxURLs:
         return cls(base, f"{base}/catfee", f"{base}/mefree", f"{base}/trongrid", f"{base}/_sandbox")
 
     def provider(self, name: str) -> str:
-        """The base URL of any registered provider app (``registry.PROVIDER_APPS``)."""
-        return f"{self.base}/{name}"
+        """The base URL of any registered provider app (``registry.PROVIDER_APPS``), as the
+        provider's docs give it (TEnergy's ends in ``/v1``)."""
+        suffix = next((app.base_path for app in PROVIDER_APPS if app.name == name), "")
+        return f"{self.base}/{name}{suffix}"
 
 
 class Sandbox(World):
@@ -97,8 +100,8 @@ class Sandbox(World):
         return "\n".join(
             [
                 f"energy_async sandbox (seed {self.seed}, head block {self.chain.head()})",
-                *services,
                 f"  {'trongrid':<9} {urls.trongrid}  (any or no TRON-PRO-API-KEY)",
+                *services,
                 f"  {'admin':<9} {admin}  (loopback only, no auth)",
                 "",
                 "Point the CLI at it:",

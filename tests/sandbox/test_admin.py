@@ -129,7 +129,7 @@ async def test_delivery_per_target_rate_and_default(admin: Admin) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"provider": "tronsave", "delivery": "NORMAL"},
+        {"provider": "nosuchprovider", "delivery": "NORMAL"},
         {"provider": "catfee", "delivery": "LOST"},
         {"provider": "catfee", "delivery": "NORMAL", "target": "not-an-address"},
         {"provider": "catfee", "delivery": "NORMAL", "rate": 1.5},
@@ -186,7 +186,7 @@ async def test_fault_rates_and_trongrid_faults(admin: Admin) -> None:
         {"service": "catfee", "fault": "THROTTLE_403"},  # a TronGrid-only fault
         {"service": "trongrid", "fault": "RATE_LIMIT"},  # a provider-only fault
         {"service": "catfee", "fault": "NOPE"},
-        {"service": "itrx", "fault": "SERVER_ERROR"},
+        {"service": "nosuchservice", "fault": "SERVER_ERROR"},
         {"service": "catfee", "fault": "SERVER_ERROR", "times": 0},
         {"service": "catfee", "fault": "SERVER_ERROR", "rate": -0.1},
         {"service": "catfee", "fault": "SERVER_ERROR", "params": []},
@@ -227,7 +227,7 @@ async def test_a_registered_provider_app_is_served_and_staged_by_name() -> None:
     """One ProviderApp line is all a new provider needs: its own sim, prefix and admin name."""
     extra = ProviderApp("catfee2", catfee_sim, build_catfee_app)
     sandbox = Sandbox(seed=3, speed=0, provider_apps=(*PROVIDER_APPS, extra))
-    assert list(sandbox.providers) == ["catfee", "mefree", "catfee2"]
+    assert list(sandbox.providers) == ["catfee", "mefree", "tenergy", "itrx", "tronsave", "catfee2"]
     second = sandbox.providers["catfee2"]
     assert second is not sandbox.catfee and second.pool_address != sandbox.catfee.pool_address
     async with sandbox.serve() as urls, aiohttp.ClientSession() as http:
@@ -252,5 +252,11 @@ def test_the_world_runs_without_a_server() -> None:
     world = World(seed=3, speed=0)
     target = world.new_target()
     world.advance_blocks(5)
-    assert world.chain.is_activated(target) and list(world.providers) == ["catfee", "mefree"]
+    assert world.chain.is_activated(target) and list(world.providers) == [
+        "catfee",
+        "mefree",
+        "tenergy",
+        "itrx",
+        "tronsave",
+    ]
     assert Sandbox(seed=3, speed=0).catfee.pool_address == world.catfee.pool_address

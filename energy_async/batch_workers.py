@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, cast
 import anyio
 
 from energy_async.batch import BatchRun, _batch, _Item
-from energy_async.errors import ConfigurationError
+from energy_async.errors import ConfigurationError, JournalUnavailable
 from energy_async.journal import EntryState
 
 if TYPE_CHECKING:
@@ -84,15 +84,27 @@ async def run_worker(
         limits=limits,
         unknown_before=time.time() if resume else None,
     )
-    async with anyio.create_task_group() as group:
-        group.start_soon(_heartbeat, journal, lease)
-        # The PostgreSQL journal keeps the contract the batch relies on (JournalBackend).
-        shared = cast("Journal", journal)
-        async with _batch(coordinator, items, concurrency, deadline, shared, None) as run:
-            claims.run = run
-            run.stop_reason = claims.stop_reason
-            yield run
-        group.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_heartbeat, journal, lease)
+            # The PostgreSQL journal keeps the contract the batch relies on (JournalBackend).
+            shared = cast("Journal", journal)
+            async with _batch(coordinator, items, concurrency, deadline, shared, None) as run:
+                claims.run = run
+                run.stop_reason = claims.stop_reason
+                yield run
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Losing the database decides everything else: say that, with the orders held.
+        lost = group.subgroup(JournalUnavailable)
+        if lost is None:
+            raise
+        raise _first(lost) from None
+
+
+def _first(group: BaseExceptionGroup[JournalUnavailable]) -> JournalUnavailable:
+    leaf = group.exceptions[0]
+    return _first(leaf) if isinstance(leaf, BaseExceptionGroup) else leaf
 
 
 async def _heartbeat(journal: PgJournal, lease: float) -> None:

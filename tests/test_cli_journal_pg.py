@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.pg import require_driver
@@ -70,3 +72,51 @@ def test_batch_status_needs_a_shared_journal(tmp_path: object) -> None:
 def test_journal_commands_take_only_a_dsn(action: str) -> None:
     answer = cli("journal", action, "/tmp/some.journal")
     assert answer.returncode == 2 and "expected a postgresql:// DSN" in answer.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_worker_that_cannot_reconnect_before_its_leases_end_exits_4(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Sandbox
+
+    sandbox = Sandbox(seed=3, speed=0.0)  # a frozen chain: every order stays in flight
+    rows = tmp_path / "orders.csv"
+    rows.write_text("to,energy\n" + "".join(f"{sandbox.new_target()},65000\n" for _ in range(3)))
+    server, database = pg_dsn.rsplit("/", 1)
+    env = {**os.environ, "CATFEE_API_KEY": CATFEE_API_KEY, "CATFEE_API_SECRET": CATFEE_API_SECRET}
+    err = tmp_path / "worker.err"
+    async with sandbox.serve() as urls:
+        command = [
+            sys.executable, "-m", "energy_async", "batch", "--provider", "catfee", str(rows),
+            "--journal", pg_dsn, "--lease", "1.5", "--deadline", "60",
+            "--provider-url", urls.catfee, "--trongrid-url", urls.trongrid,
+        ]  # fmt: skip
+        with err.open("wb") as err_file:
+            async with await anyio.open_process(command, stderr=err_file, env=env) as worker:
+                with anyio.fail_after(30):
+                    while len(sandbox.catfee.charge_counts()) < 3:  # noqa: ASYNC110
+                        await anyio.sleep(0.02)
+                with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+                    admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = %s AND application_name LIKE 'energy_async %%'",
+                        (database,),
+                    )
+                try:
+                    with anyio.fail_after(30):
+                        code = await worker.wait()
+                finally:
+                    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+                        admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+    stderr = err.read_text()
+    assert code == 4, stderr
+    assert "Traceback" not in stderr
+    line = next(line for line in stderr.splitlines() if "journal unavailable" in line)
+    held = set(sandbox.catfee.charge_counts())
+    assert held and all(str(cid) in line for cid in held)  # it names every order it held
+    with psycopg.connect(pg_dsn) as check:
+        states = check.execute("SELECT state FROM energy_async.entries").fetchall()
+    assert sorted(state for (state,) in states) != [] and ("SETTLED",) not in states

@@ -525,13 +525,17 @@ class PgJournal(AsyncResource):
                 " FROM {s}.entries WHERE provider = %s AND state <> %s"
                 f" AND (holder IS NULL OR lease_until < {_CLOCK})"
                 " AND (verdict IS DISTINCT FROM %s OR updated_at < %s)"
-                " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+                # Orders already reserved or sent come first: a dead worker's orders are
+                # taken over even when a spend limit stops every new one.
+                " ORDER BY reserved_at IS NULL AND state = %s, seq"
+                " LIMIT %s FOR UPDATE SKIP LOCKED",
                 (
                     str(EntryState.INTENDED),
                     provider,
                     str(EntryState.SETTLED),
                     str(Verdict.UNKNOWN),
                     -1.0 if unknown_before is None else unknown_before,
+                    str(EntryState.INTENDED),
                     count,
                 ),
             )

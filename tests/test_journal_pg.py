@@ -338,3 +338,25 @@ async def test_no_reconnection_before_the_leases_end_names_the_held_orders(
     async with await PgJournal.open(pg_dsn) as other:
         entry = await other.get("order-1")
         assert entry is not None and entry.state is EntryState.INTENDED
+
+
+async def test_a_dead_workers_orders_are_taken_over_even_past_a_spend_limit(
+    pg_dsn: str,
+) -> None:
+    limits = SpendLimits(max_energy=65_000 * 2)
+    async with await PgJournal.open(pg_dsn) as alive:
+        await alive.record_intents("catfee", [request(n) for n in range(10)])
+        # A dead worker reserved (and spent the budget on) the last two rows; its lease ended.
+        sql(pg_dsn, "UPDATE energy_async.entries SET state = 'SETTLED' WHERE seq <= 6")
+        sql(
+            pg_dsn,
+            "UPDATE energy_async.entries SET holder = 'dead', lease_until = 0, state = 'SENT',"
+            " reserved_at = 1, spend_energy = energy WHERE seq >= 9",
+        )
+        sql(pg_dsn, "UPDATE energy_async.budget SET energy = 130000")
+        # order-6 and order-7 come first by seq but the budget is spent: the dead worker's
+        # orders are still taken over (their money is counted already).
+        taken = await alive.claim("catfee", 2, lease=30, limits=limits)
+        assert [e.client_order_id for e in taken.entries] == ["order-8", "order-9"]
+        refused = await alive.claim("catfee", 2, lease=30, limits=limits)
+        assert refused.entries == () and "energy limit" in (refused.stop_reason or "")

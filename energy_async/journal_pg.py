@@ -404,8 +404,20 @@ class PgJournal(AsyncResource):
         change.result = _encode(_scrub_result(result)).decode()
         change.verdict = str(result.verdict)
 
+        credited, target = _credited(result), result.request.target
+
         async def op(cur: _Cursor, now: float) -> None:
             await self._apply(cur, now, client_order_id, change)
+            if credited:
+                taken = await self._credit(cur, now, client_order_id, target, credited)
+                if taken:
+                    # The verdict rests on a delegation another order of this journal holds.
+                    log.error(
+                        "delegation(s) %s credited to order %s are already credited to"
+                        " another order of this journal",
+                        ", ".join(sorted(taken)),
+                        client_order_id,
+                    )
 
         await self._write(op)
         self._release(client_order_id)
@@ -671,24 +683,24 @@ class PgJournal(AsyncResource):
         txs = tuple(dict.fromkeys(tx_ids))
 
         async def op(cur: _Cursor, now: float) -> set[str]:
-            taken = set[str]()
-            for tx in txs:
-                await self._exec(
-                    cur,
-                    "INSERT INTO {s}.credits (tx_id, client_order_id, target, credited_at)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (tx_id) DO NOTHING",
-                    (tx, client_order_id, target, now),
-                )
-                if cur.rowcount == 0:
-                    await self._exec(
-                        cur, "SELECT client_order_id FROM {s}.credits WHERE tx_id = %s", (tx,)
-                    )
-                    owner = await cur.fetchone()
-                    if owner is not None and owner[0] != client_order_id:
-                        taken.add(tx)
-            return taken
+            return await self._credit(cur, now, client_order_id, target, txs)
 
         return await self._write(op)
+
+    async def _credit(
+        self, cur: _Cursor, now: float, client_order_id: str, target: str, txs: Sequence[str]
+    ) -> set[str]:
+        await self._exec(
+            cur,
+            "WITH wanted AS (SELECT unnest(%s::text[]) AS tx_id),"
+            " added AS (INSERT INTO {s}.credits (tx_id, client_order_id, target, credited_at)"
+            " SELECT tx_id, %s, %s, %s FROM wanted ON CONFLICT (tx_id) DO NOTHING"
+            " RETURNING tx_id)"
+            " SELECT c.tx_id FROM {s}.credits c JOIN wanted w ON w.tx_id = c.tx_id"
+            " WHERE c.client_order_id <> %s AND c.tx_id NOT IN (SELECT tx_id FROM added)",
+            (list(txs), client_order_id, target, now, client_order_id),
+        )
+        return {str(row[0]) for row in await cur.fetchall()}
 
     async def status(self) -> dict[str, Any]:
         """What an operator asks: schema version, entries per state, leases, the budget."""
@@ -1105,6 +1117,17 @@ def _scrub_result(result: DeliveryResult) -> DeliveryResult:
     if result.order is None:
         return result
     return msgspec.structs.replace(result, order=_scrub_order(result.order))
+
+
+def _credited(result: DeliveryResult) -> tuple[str, ...]:
+    """The delegation txs a settled verdict counts for its order (exclusivity's subject)."""
+    if result.verdict not in (Verdict.DELIVERED, Verdict.UNDER_DELIVERED):
+        return ()
+    findings = getattr(result.evidence, "delegations", None)  # per-tx findings, when judged
+    if findings:
+        return tuple(finding.txid for finding in findings if finding.counted)
+    delegation = result.evidence.delegation
+    return () if delegation is None else (delegation.txid,)
 
 
 def _check_request(request: OrderRequest) -> None:

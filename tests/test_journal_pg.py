@@ -12,7 +12,7 @@ import pytest
 
 from energy_async.errors import JournalError, JournalUnavailable
 from energy_async.journal import EntryState
-from energy_async.models import Verdict
+from energy_async.models import DeliveryResult, OrderRequest, Verdict
 from tests.pg import require_driver
 from tests.test_journal_contract import TARGET, order, request, result
 
@@ -360,3 +360,28 @@ async def test_a_dead_workers_orders_are_taken_over_even_past_a_spend_limit(
         assert [e.client_order_id for e in taken.entries] == ["order-8", "order-9"]
         refused = await alive.claim("catfee", 2, lease=30, limits=limits)
         assert refused.entries == () and "energy limit" in (refused.stop_reason or "")
+
+
+async def test_a_settled_delegation_is_credited_once_across_workers(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from energy_async.models import DelegationTx
+
+    def delivered_by(intent: OrderRequest, txid: str) -> DeliveryResult:
+        base = result(intent, order(intent.client_order_id), Verdict.DELIVERED)
+        evidence = msgspec.structs.replace(
+            base.evidence, delegation=DelegationTx(txid=txid, found=True)
+        )
+        return msgspec.structs.replace(base, evidence=evidence)
+
+    async with await PgJournal.open(pg_dsn) as first, await PgJournal.open(pg_dsn) as second:
+        one, two = request(1), request(2)
+        await first.record_intents("catfee", [one, two])
+        await first.record_result("order-1", delivered_by(one, "tx-a"))
+        with caplog.at_level("ERROR", logger="energy_async.journal"):
+            await second.record_result("order-2", delivered_by(two, "tx-a"))
+        assert "tx-a" in caplog.text and "order-2" in caplog.text
+        await first.record_result("order-1", delivered_by(one, "tx-a"))  # again: no change
+    assert sql(pg_dsn, "SELECT tx_id, client_order_id FROM energy_async.credits") == [
+        ("tx-a", "order-1")
+    ]

@@ -180,6 +180,16 @@ async def test_three_workers_one_killed_one_cut_buy_every_row_once(
     }
     credited = [txid for txid in named.values() if txid is not None]
     assert len(credited) == len(set(credited))
+    # ... and the journal's own record of credits (one owner per tx, by its primary key)
+    # holds exactly those, each for the order whose evidence names it.
+    with psycopg.connect(pg_dsn) as check:
+        credits = dict(check.execute("SELECT tx_id, client_order_id FROM energy_async.credits"))
+    delivered_named = {
+        txid: cid
+        for cid, txid in named.items()
+        if txid is not None and by_id[cid].verdict in (Verdict.DELIVERED, Verdict.UNDER_DELIVERED)
+    }
+    assert credits == delivered_named and credits
     verdicts = {cid: entry.verdict or Verdict.UNKNOWN for cid, entry in by_id.items()}
     books = audit(
         sandbox, sandbox.catfee, {c: e.request for c, e in by_id.items()}, verdicts, named

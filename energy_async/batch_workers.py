@@ -15,6 +15,7 @@ are still leased it waits, so that the last one standing takes over a dead worke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, cast
 import anyio
 
 from energy_async.batch import BatchRun, _batch, _Item
-from energy_async.errors import ConfigurationError, JournalUnavailable
+from energy_async.errors import ConfigurationError, JournalError, JournalUnavailable
 from energy_async.journal import EntryState
 
 if TYPE_CHECKING:
@@ -45,14 +46,17 @@ _IDLE_POLL = 0.5  # seconds between claims while only other workers' leases are 
 @dataclass(slots=True)
 class _Claims:
     run: BatchRun | None = None
-    stop_reason: str | None = None
+    limit: str | None = None  # a spend limit stopped new orders; taken-over ones still run
 
-    def stop(self, reason: str) -> None:
-        if self.stop_reason is None:
+    @property
+    def stopped(self) -> bool:
+        """The batch stopped (money, a signal, the journal): claim nothing more."""
+        return self.run is not None and self.run.stop_reason is not None
+
+    def limit_reached(self, reason: str) -> None:
+        if self.limit is None:
             log.warning("worker stopped claiming new orders: %s", reason)
-        self.stop_reason = reason
-        if self.run is not None:
-            self.run.stop_reason = reason
+        self.limit = reason
 
 
 @asynccontextmanager
@@ -89,10 +93,15 @@ async def run_worker(
             group.start_soon(_heartbeat, journal, lease)
             # The PostgreSQL journal keeps the contract the batch relies on (JournalBackend).
             shared = cast("Journal", journal)
-            async with _batch(coordinator, items, concurrency, deadline, shared, None) as run:
-                claims.run = run
-                run.stop_reason = claims.stop_reason
-                yield run
+            try:
+                async with _batch(coordinator, items, concurrency, deadline, shared, None) as run:
+                    claims.run = run
+                    yield run
+            finally:
+                # What this worker still holds and never sent goes back, its money with it;
+                # what it sent and could not settle is left for another worker to replay.
+                with anyio.CancelScope(shield=True), contextlib.suppress(JournalError):
+                    await journal.release_held()
             group.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Losing the database decides everything else: say that, with the orders held.
@@ -100,6 +109,8 @@ async def run_worker(
         if lost is None:
             raise
         raise _first(lost) from None
+    if isinstance(run.journal_error, JournalUnavailable):
+        raise run.journal_error
 
 
 def _first(group: BaseExceptionGroup[JournalUnavailable]) -> JournalUnavailable:
@@ -127,12 +138,36 @@ async def _claimed(
     unknown_before: float | None,
 ) -> AsyncGenerator[_Item, None]:
     provider = coordinator.provider
-    while True:
+    try:
+        source = _claims_of(journal, provider, claims, batch, lease, limits, unknown_before)
+        async for item in source:
+            yield item
+    finally:
+        # Said once no more orders can come: a limit stops new orders, not takeovers.
+        if claims.limit is not None and claims.run is not None and not claims.stopped:
+            claims.run.stop_reason = claims.limit
+
+
+async def _claims_of(
+    journal: PgJournal,
+    provider: str,
+    claims: _Claims,
+    batch: int,
+    lease: float,
+    limits: SpendLimits | None,
+    unknown_before: float | None,
+) -> AsyncGenerator[_Item, None]:
+    while not claims.stopped:
         claim = await journal.claim(
-            provider, batch, lease=lease, limits=limits, unknown_before=unknown_before
+            provider,
+            batch,
+            lease=lease,
+            limits=limits,
+            unknown_before=unknown_before,
+            fresh=claims.limit is None,
         )
         if claim.stop_reason is not None:
-            claims.stop(claim.stop_reason)
+            claims.limit_reached(claim.stop_reason)
         for entry in claim.entries:
             if entry.state is EntryState.INTENDED:
                 yield _Item(entry.request)  # never sent: its money is reserved, send it

@@ -169,9 +169,12 @@ async def run_pg_batch(
 def spend_limits(args: argparse.Namespace) -> SpendLimits | None:
     from energy_async.journal_pg import SpendLimits
 
+    max_sun = args.max_sun
+    if getattr(args, "max_trx", None) is not None:  # --max-trx, already in sun
+        max_sun = args.max_trx if max_sun is None else min(max_sun, args.max_trx)
     limits = SpendLimits(
         max_energy=args.max_energy,
-        max_sun=args.max_sun,
+        max_sun=max_sun,
         max_energy_per_hour=args.max_energy_per_hour,
         max_sun_per_hour=args.max_sun_per_hour,
     )

@@ -48,13 +48,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import msgspec
 from anyio.abc import AsyncResource
 
 from energy_async.errors import EnergyError, InvalidOrder, JournalError
+from energy_async.journal_contract import is_dsn
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "EntryState", "Journal", "JournalEntry"]
@@ -175,8 +176,16 @@ class Journal(AsyncResource):
 
         Raises `JournalError` when the file is missing (and not ``create``), is not a journal
         this version can read, or is open elsewhere; the file is then left as it was.
+
+        A ``postgresql://`` DSN opens the PostgreSQL journal instead (`energy_async.journal_pg`,
+        many workers; needs the ``postgres`` extra), which keeps this same contract
+        (`energy_async.journal_contract.JournalBackend`).
         """
         file = os.fspath(path)
+        if is_dsn(file):
+            from energy_async.journal_pg import PgJournal
+
+            return cast("Journal", await PgJournal.open(file, create=create))
         limiter = anyio.CapacityLimiter(1)
         # Shielded: a connection opened in the thread must not leak its lock on cancellation.
         with anyio.CancelScope(shield=True):

@@ -212,6 +212,27 @@ RETURNING e.spend_energy - old.spend_energy, e.spend_sun - old.spend_sun, old.un
 """
 
 
+_RELEASE = """
+WITH old AS (
+    SELECT seq, state = %s AS unsent, spend_energy, spend_sun, unpriced FROM {s}.entries
+    WHERE holder = %s AND client_order_id = ANY(%s) FOR UPDATE
+), freed AS (
+    UPDATE {s}.entries AS e SET holder = NULL, lease_until = NULL,
+        spend_energy = CASE WHEN old.unsent THEN 0 ELSE e.spend_energy END,
+        spend_sun = CASE WHEN old.unsent THEN 0 ELSE e.spend_sun END,
+        reserved_at = CASE WHEN old.unsent THEN NULL ELSE e.reserved_at END,
+        unpriced = CASE WHEN old.unsent THEN false ELSE e.unpriced END
+    FROM old WHERE e.seq = old.seq
+    RETURNING old.unsent, old.spend_energy, old.spend_sun, old.unpriced
+)
+UPDATE {s}.budget SET
+    energy = energy - (SELECT coalesce(sum(spend_energy), 0) FROM freed WHERE unsent),
+    sun = sun - (SELECT coalesce(sum(spend_sun), 0) FROM freed WHERE unsent),
+    unpriced = greatest(0, unpriced - (SELECT count(*) FROM freed WHERE unsent AND unpriced))
+WHERE id = 1
+"""
+
+
 @dataclass(slots=True)
 class _Change:
     """What one write tells the journal about an entry."""
@@ -511,6 +532,7 @@ class PgJournal(AsyncResource):
         lease: float,
         limits: SpendLimits | None = None,
         unknown_before: float | None = None,
+        fresh: bool = True,
     ) -> Claim:
         """Lease up to ``count`` unsettled orders no live worker holds, oldest first.
 
@@ -518,7 +540,8 @@ class PgJournal(AsyncResource):
         its energy and estimated sun are reserved in the same transaction; an order already
         sent (or reserved by a worker that died) is taken whatever the limits say, since its
         money is counted already. Orders whose last look ended UNKNOWN are taken only if that
-        look was before ``unknown_before`` (a resume), so a run never loops on them.
+        look was before ``unknown_before`` (a resume), so a run never loops on them. With
+        ``fresh=False`` (a limit was reached) only orders already reserved or sent are taken.
         """
         lease_s = float(lease)
 
@@ -537,6 +560,7 @@ class PgJournal(AsyncResource):
                 " FROM {s}.entries WHERE provider = %s AND state <> %s"
                 f" AND (holder IS NULL OR lease_until < {_CLOCK})"
                 " AND (verdict IS DISTINCT FROM %s OR updated_at < %s)"
+                " AND (%s OR reserved_at IS NOT NULL OR state <> %s)"
                 # Orders already reserved or sent come first: a dead worker's orders are
                 # taken over even when a spend limit stops every new one.
                 " ORDER BY reserved_at IS NULL AND state = %s, seq"
@@ -547,13 +571,15 @@ class PgJournal(AsyncResource):
                     str(EntryState.SETTLED),
                     str(Verdict.UNKNOWN),
                     -1.0 if unknown_before is None else unknown_before,
+                    fresh,
+                    str(EntryState.INTENDED),
                     str(EntryState.INTENDED),
                     count,
                 ),
             )
             rows = await cur.fetchall()
             taken: list[tuple[Any, ...]] = []
-            fresh: list[tuple[int, int]] = []  # (seq, estimated sun)
+            new: list[tuple[int, int]] = []  # (seq, estimated sun): never reserved before
             stop, wait = None, False
             if budget is not None and limits is not None:
                 energy, sun, price, unpriced = budget
@@ -574,7 +600,7 @@ class PgJournal(AsyncResource):
                     continue
                 if budget is None or limits is None:
                     taken.append(row)
-                    fresh.append((row[0], 0))
+                    new.append((row[0], 0))
                     continue
                 if stop is not None or wait:
                     continue
@@ -593,7 +619,7 @@ class PgJournal(AsyncResource):
                 if price is None:
                     unpriced += 1
                 taken.append(row)
-                fresh.append((row[0], estimate))
+                new.append((row[0], estimate))
             if not taken:
                 return Claim((), stop, wait)
             await self._exec(
@@ -602,13 +628,13 @@ class PgJournal(AsyncResource):
                 f" lease_until = {_CLOCK} + %s WHERE seq = ANY(%s)",
                 (self.worker, lease_s, [row[0] for row in taken]),
             )
-            if fresh and budget is not None:
+            if new and budget is not None:
                 await cur.executemany(
                     self._t(
                         "UPDATE {s}.entries SET reserved_at = %s, spend_energy = energy,"
                         " spend_sun = %s, unpriced = %s WHERE seq = %s"
                     ),
-                    [(now, estimate, budget[2] is None, seq) for seq, estimate in fresh],
+                    [(now, estimate, budget[2] is None, seq) for seq, estimate in new],
                 )
                 self.round_trips += 1
                 await self._exec(
@@ -616,11 +642,11 @@ class PgJournal(AsyncResource):
                     "UPDATE {s}.budget SET energy = %s, sun = %s, unpriced = %s WHERE id = 1",
                     (energy, sun, unpriced),
                 )
-            elif fresh:
+            elif new:
                 await self._exec(
                     cur,
                     "UPDATE {s}.entries SET reserved_at = %s WHERE seq = ANY(%s)",
-                    (now, [seq for seq, _ in fresh]),
+                    (now, [seq for seq, _ in new]),
                 )
             return Claim(tuple(_entry(row[3:]) for row in taken), stop, wait)
 
@@ -657,6 +683,23 @@ class PgJournal(AsyncResource):
             self._release(cid)
         self._update_lease_end()
         return lost
+
+    async def release_held(self) -> None:
+        """Give back every lease this worker holds (it is leaving).
+
+        An order never sent also gives back its reservation, so the budget counts only what
+        was sent; one that may have been sent keeps it and is free for another worker.
+        """
+        held = list(self._held)
+        if not held:
+            return
+
+        async def op(cur: _Cursor, now: float) -> None:
+            await self._exec(cur, _RELEASE, (str(EntryState.INTENDED), self.worker, held))
+
+        await self._write(op)
+        for cid in held:
+            self._release(cid)
 
     async def others_working(self, provider: str) -> float | None:
         """Seconds until the first live lease of another worker ends; None if there is none."""

@@ -192,7 +192,6 @@ async def test_spent_counts_what_was_sent_and_not_refused(journal: JournalBacken
     assert await journal.spent(since=2**40) == (0, 0)
 
 
-@pytest.mark.parametrize("location", ["postgresql"], indirect=True)  # SQLite: with issue 9
 async def test_an_unknown_result_is_kept_but_does_not_settle(journal: JournalBackend) -> None:
     intent = request(1)
     await journal.record_intent("catfee", intent)
@@ -202,6 +201,21 @@ async def test_an_unknown_result_is_kept_but_does_not_settle(journal: JournalBac
     assert entry is not None
     assert (entry.state, entry.verdict) == (EntryState.SENT, Verdict.UNKNOWN)
     assert [e.client_order_id for e in await journal.unsettled()] == ["order-1"]
+
+
+async def test_the_first_run_id_recorded_is_the_batchs(journal: JournalBackend) -> None:
+    assert await journal.run_id(None) is None
+    assert await journal.run_id("first") == "first"
+    assert await journal.run_id("second") == "first"  # a second worker or a resume
+    assert await journal.run_id(None) == "first"
+
+
+async def test_a_location_opens_its_backend_through_journal_open(location: str) -> None:
+    async with await Journal.open(location) as journal:
+        assert isinstance(journal, JournalBackend)
+        assert (type(journal).__name__ == "PgJournal") is is_dsn(location)
+        await journal.record_intents("catfee", [request(1)])
+        assert "@" not in journal.path or ":" not in journal.path.split("@")[0][13:]
 
 
 async def test_what_was_committed_survives_reopening(location: str) -> None:

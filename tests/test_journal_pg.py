@@ -385,3 +385,21 @@ async def test_a_settled_delegation_is_credited_once_across_workers(
     assert sql(pg_dsn, "SELECT tx_id, client_order_id FROM energy_async.credits") == [
         ("tx-a", "order-1")
     ]
+
+
+async def test_a_leaving_worker_gives_back_what_it_never_sent(pg_dsn: str) -> None:
+    limits = SpendLimits(max_energy=65_000 * 10)
+    async with await PgJournal.open(pg_dsn) as journal:
+        await journal.record_intents("catfee", [request(n) for n in range(5)])
+        claim = await journal.claim("catfee", 5, lease=30, limits=limits)
+        assert len(claim.entries) == 5
+        await journal.mark_sent("order-0")
+        await journal.release_held()
+        assert journal.held == ()
+    assert sql(pg_dsn, "SELECT energy FROM energy_async.budget") == [(65_000,)]
+    assert sql(pg_dsn, "SELECT count(*) FROM energy_async.entries WHERE holder IS NOT NULL") == [
+        (0,)
+    ]
+    async with await PgJournal.open(pg_dsn) as other:  # free for others at once
+        again = await other.claim("catfee", 10, lease=30, limits=limits)
+        assert len(again.entries) == 5

@@ -163,7 +163,16 @@ async def run_pg_batch(
             lease=args.lease,
             resume=args.resume,
         )
-        return await drain(args, worker, left)
+        try:
+            return await drain(args, worker, left)
+        finally:
+            if journal.reconnects:
+                print(
+                    f"journal: the database connection was lost and re-established"
+                    f" {journal.reconnects} time(s); what was learned meanwhile was journalled",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
 def spend_limits(args: argparse.Namespace) -> SpendLimits | None:

@@ -304,6 +304,7 @@ class PgJournal(AsyncResource):
         self._lease_ends: float | None = None  # earliest monotonic time a held lease expires
         self._price = 0.0  # the highest sun per energy unit this journal wrote to the budget
         self.round_trips = 0
+        self.reconnects = 0  # times the connection was lost and re-established
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -1021,6 +1022,7 @@ class PgJournal(AsyncResource):
                     self._connection = await _connect(self._dsn, self.worker)
                 except JournalError:
                     continue
+                self.reconnects += 1
                 log.warning("journal connection re-established")
                 break
 

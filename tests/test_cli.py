@@ -218,6 +218,7 @@ async def play(scenario: Scenario, seed: int) -> None:
             assert sim.charges(order["client_order_id"]) == scenario.charged, scenario.name
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_every_verdict_cell_and_attribution_case_through_the_cli() -> None:
     async with anyio.create_task_group() as group:
         for seed, scenario in enumerate(SCENARIOS):
@@ -378,6 +379,7 @@ async def test_verify_of_an_unactivated_address_says_so(served: Any) -> None:
     assert "not activated" in run.stderr
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_order_and_no_verify(served: Any) -> None:
     sandbox, urls = served
     target = sandbox.new_target()
@@ -450,6 +452,7 @@ async def test_batch_reports_every_bad_row_and_sends_nothing(served: Any, tmp_pa
     assert sandbox.catfee.control.count() == 0
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_batch_json_lines_skip_invalid_and_summary(served: Any, tmp_path: Path) -> None:
     sandbox, urls = served
     targets = [sandbox.new_target() for _ in range(6)]
@@ -511,6 +514,7 @@ async def test_batch_json_lines_skip_invalid_and_summary(served: Any, tmp_path: 
     assert reuse.code == 2 and "--resume" in reuse.stderr
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_batch_spend_limit_stops_cleanly(served: Any, tmp_path: Path) -> None:
     sandbox, urls = served
     rows = tmp_path / "rows.csv"
@@ -576,6 +580,7 @@ def test_sandbox_command_serves_and_prints_urls_and_credentials() -> None:
             process.stderr.close()
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_demo_shows_the_whole_job_and_catches_the_cheat() -> None:
     started = anyio.current_time()
     run = await cli("demo", "--json")

@@ -67,6 +67,7 @@ def bought_once_each(sandbox: Sandbox, ids: list[str]) -> None:
 # --- 1. journal states: UNKNOWN, not sent and unsettled are finished by --resume ---------------
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_unknown_rows_are_not_settled_and_resume_buys_each_exactly_once(
     served: Any, tmp_path: Path
 ) -> None:
@@ -100,6 +101,7 @@ async def test_unknown_rows_are_not_settled_and_resume_buys_each_exactly_once(
     bought_once_each(sandbox, ids)
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_rows_not_sent_because_trongrid_was_down_are_sent_by_resume(
     served: Any, tmp_path: Path
 ) -> None:
@@ -122,6 +124,7 @@ async def test_rows_not_sent_because_trongrid_was_down_are_sent_by_resume(
     bought_once_each(sandbox, [r["client_order_id"] for r in results])
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_a_provider_down_from_the_start_is_exit_4_and_resume_buys_every_row_once(
     served: Any, tmp_path: Path
 ) -> None:
@@ -187,6 +190,7 @@ async def test_resume_refuses_a_file_it_did_not_write_and_buys_nothing(
 # --- 2. one line, never a traceback --------------------------------------------------------------
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_wrong_credentials_stop_a_batch_in_one_line_with_exit_2(
     served: Any, tmp_path: Path
 ) -> None:
@@ -201,6 +205,7 @@ async def test_wrong_credentials_stop_a_batch_in_one_line_with_exit_2(
     assert sandbox.catfee.total_charged_sun == 0
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_a_closed_stdout_stops_printing_not_buying(served: Any, tmp_path: Path) -> None:
     sandbox, urls = served
     targets = [sandbox.new_target() for _ in range(6)]
@@ -278,6 +283,7 @@ async def test_a_malformed_or_secret_carrying_url_is_one_line_and_not_echoed(
         assert secret not in line
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_sandbox_on_a_busy_or_impossible_port_is_one_line_exit_2() -> None:
     impossible = await cli("sandbox", "--port", "99999")
     assert impossible.code == 2 and "port" in one_line(impossible)
@@ -292,6 +298,7 @@ async def test_sandbox_on_a_busy_or_impossible_port_is_one_line_exit_2() -> None
 # --- 3. stop when the money stops ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_insufficient_balance_stops_new_orders_and_names_the_rows_not_sent(
     served: Any, tmp_path: Path
 ) -> None:
@@ -320,6 +327,7 @@ async def test_insufficient_balance_stops_new_orders_and_names_the_rows_not_sent
 # --- 4. a summary a treasurer can act on -------------------------------------------------------
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_summary_names_every_row_not_delivered_and_what_was_paid_for_nothing(
     served: Any, tmp_path: Path
 ) -> None:
@@ -387,6 +395,7 @@ async def test_sigint_stops_sending_lets_orders_settle_and_prints_the_resume_com
 # --- 6. input as people write it ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_excel_csv_with_bom_semicolons_and_capitals_is_read(
     served: Any, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ async def served() -> Any:
         yield sandbox, urls
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_version_and_help_show_defaults_and_exit_codes() -> None:
     version = await cli("--version")
     assert version.code == 0 and __version__ in version.stdout
@@ -32,6 +33,7 @@ async def test_version_and_help_show_defaults_and_exit_codes() -> None:
         assert text in shown.stdout, text
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_quote_and_account_read_without_buying(served: Any) -> None:
     sandbox, urls = served
     quote = await cli(
@@ -60,6 +62,7 @@ async def test_quote_and_account_read_without_buying(served: Any) -> None:
     assert sandbox.mefree.control.count() == 0
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_base_urls_from_the_environment_and_order_by_client_order_id(
     served: Any, tmp_path: Path
 ) -> None:
@@ -95,6 +98,7 @@ async def test_base_urls_from_the_environment_and_order_by_client_order_id(
     assert sandbox.catfee.charges("payout-7") == 1
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_max_trx_limits_a_batch_like_max_sun(served: Any, tmp_path: Path) -> None:
     sandbox, urls = served
     rows = tmp_path / "rows.csv"
@@ -117,6 +121,7 @@ async def test_max_trx_limits_a_batch_like_max_sun(served: Any, tmp_path: Path) 
     assert sandbox.catfee.total_charged_sun <= 2_500_000
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_a_batch_against_remote_trongrid_without_a_key_warns_of_throttling(
     served: Any, tmp_path: Path
 ) -> None:

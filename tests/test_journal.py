@@ -366,6 +366,7 @@ async def test_spent_leaves_out_rejected_orders(journal: Journal) -> None:
     assert await journal.spent() == (65_000, 0)
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 async def test_iter_entries_streams_in_pages(journal: Journal) -> None:
     total = 20_000
     await journal.record_intents("catfee", requests(total))

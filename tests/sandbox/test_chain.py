@@ -470,6 +470,7 @@ def test_pending_delegations_reserve_the_owner_stake(chain: Chain) -> None:
 # -- scale --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 def test_ten_thousand_delegations_stay_fast_and_bounded() -> None:
     chain = Chain(speed=0)
     provider = chain.new_account(energy_stake_sun=10**9 * TRX)

@@ -264,6 +264,7 @@ async def test_describe_tells_a_person_everything_needed() -> None:
         assert needed in text
 
 
+@pytest.mark.slow  # > 2 s: outside the quick developer loop
 def test_ten_thousand_orders_stay_small_and_quick() -> None:
     sandbox = Sandbox(speed=0)
     targets = [sandbox.new_target() for _ in range(10_000)]

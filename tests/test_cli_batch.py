@@ -19,7 +19,15 @@ import pytest
 
 from energy_async.journal import Journal
 from energy_async.sandbox import Delivery, Fault, Sandbox, SandboxURLs
-from tests.test_cli import ENV, SPEED, Run, cli, no_traceback, urls_args
+from tests.test_cli import (
+    ENV,
+    SPEED,
+    Run,
+    cli,
+    in_process_cli,
+    no_traceback,
+    urls_args,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -31,6 +39,11 @@ async def served() -> Any:
     sandbox = Sandbox(seed=41, speed=SPEED)
     async with sandbox.serve() as urls:
         yield sandbox, urls
+
+
+@pytest.fixture
+def inproc(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    return in_process_cli(capsys, monkeypatch)
 
 
 def one_line(run: Run) -> str:
@@ -153,7 +166,7 @@ def one_line_of_error(run: Run) -> str:
 
 @pytest.mark.parametrize("kind", ["empty", "sqlite-empty", "foreign", "wal-less"])
 async def test_resume_refuses_a_file_it_did_not_write_and_buys_nothing(
-    served: Any, tmp_path: Path, kind: str
+    served: Any, tmp_path: Path, kind: str, inproc: Any
 ) -> None:
     sandbox, urls = served
     rows = rows_file(tmp_path, [sandbox.new_target() for _ in range(2)])
@@ -179,7 +192,16 @@ async def test_resume_refuses_a_file_it_did_not_write_and_buys_nothing(
         finally:
             await book.aclose()
     before = journal.read_bytes()
-    run = await batch(urls, rows, "--journal", str(journal), "--resume")
+    run = await inproc(
+        "batch",
+        "--provider",
+        "catfee",
+        str(rows),
+        "--journal",
+        str(journal),
+        "--resume",
+        *urls_args(urls, "catfee"),
+    )
     assert run.code == 2, run.stderr
     line = one_line(run)
     assert str(journal) in line
@@ -256,11 +278,13 @@ async def test_a_closed_stdout_stops_printing_not_buying(served: Any, tmp_path: 
     ],
 )
 async def test_bad_batch_options_are_one_line_exit_2(
-    served: Any, tmp_path: Path, args: list[str], says: str
+    served: Any, tmp_path: Path, args: list[str], says: str, inproc: Any
 ) -> None:
     sandbox, urls = served
     rows = rows_file(tmp_path, [sandbox.new_target()])
-    run = await batch(urls, rows, *args)
+    run = await inproc(
+        "batch", "--provider", "catfee", str(rows), *args, *urls_args(urls, "catfee")
+    )
     assert run.code == 2
     assert says in one_line(run)
     assert sandbox.catfee.control.count() == 0
@@ -271,11 +295,11 @@ async def test_bad_batch_options_are_one_line_exit_2(
     [("http://[::1", None), ("https://user:pw@example.com", "pw"), ("https://x.io/?key=s3", "s3")],
 )
 async def test_a_malformed_or_secret_carrying_url_is_one_line_and_not_echoed(
-    served: Any, tmp_path: Path, url: str, secret: str | None
+    served: Any, tmp_path: Path, url: str, secret: str | None, inproc: Any
 ) -> None:
     sandbox, _ = served
     rows = rows_file(tmp_path, [sandbox.new_target()])
-    run = await cli("batch", "--provider", "catfee", str(rows), "--provider-url", url)
+    run = await inproc("batch", "--provider", "catfee", str(rows), "--provider-url", url)
     assert run.code == 2
     line = one_line(run)
     assert "base_url" in line
@@ -421,22 +445,24 @@ async def test_excel_csv_with_bom_semicolons_and_capitals_is_read(
     ],
 )
 async def test_a_file_that_cannot_be_a_batch_is_one_line_exit_2(
-    served: Any, tmp_path: Path, text: str, says: str
+    served: Any, tmp_path: Path, text: str, says: str, inproc: Any
 ) -> None:
     sandbox, urls = served
     rows = tmp_path / "rows.csv"
     rows.write_text(text.replace("{t}", sandbox.new_target()))
-    run = await batch(urls, rows)
+    run = await inproc("batch", "--provider", "catfee", str(rows), *urls_args(urls, "catfee"))
     assert run.code == 2, run.stderr
     assert says in one_line(run)
     assert sandbox.catfee.control.count() == 0
 
 
-async def test_a_deeply_nested_jsonl_row_is_a_bad_row(served: Any, tmp_path: Path) -> None:
+async def test_a_deeply_nested_jsonl_row_is_a_bad_row(
+    served: Any, tmp_path: Path, inproc: Any
+) -> None:
     sandbox, urls = served
     rows = tmp_path / "rows.jsonl"
     rows.write_text("[" * 100_000 + "]" * 100_000 + "\n")
-    run = await batch(urls, rows)
+    run = await inproc("batch", "--provider", "catfee", str(rows), *urls_args(urls, "catfee"))
     assert run.code == 2, run.stderr
     no_traceback(run)
     assert "line 1: not a JSON object" in run.stderr

@@ -134,18 +134,18 @@ def _provider_names() -> tuple[str, ...]:
 
 
 def _registry() -> dict[str, type[Provider]]:
-    """The one place ``--provider`` choices come from."""
-    from energy_async.providers import CatFee, Mefree
+    """``--provider`` choices: the providers registry, the one place they come from."""
+    from energy_async.providers import PROVIDERS
 
-    return {kind.name: kind for kind in (CatFee, Mefree)}
+    return dict(PROVIDERS)
 
 
 def _epilog() -> str:
     codes = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
     urls = ", ".join(_ENV_URL.format(name.upper()) for name in _provider_names())
+    keys = ", ".join("/".join(kind.env_names()) for kind in _registry().values())
     return (
-        "credentials: CATFEE_API_KEY/CATFEE_API_SECRET, MEFREE_API_KEY/MEFREE_API_SECRET,"
-        " optional TRONGRID_API_KEY, all from the environment\n"
+        f"credentials: {keys}, optional TRONGRID_API_KEY, all from the environment\n"
         f"base URLs: --provider-url/--trongrid-url, or {urls}, {_TRONGRID_URL_ENV}\n"
         f"exit codes:\n{codes}\n  130  interrupted"
     )

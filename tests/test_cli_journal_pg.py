@@ -27,6 +27,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # four CLI runs
 def test_migrate_creates_the_schema_and_status_reports_it(pg_dsn: str) -> None:
     missing = cli("journal", "status", pg_dsn)
     assert missing.returncode == 2 and "no energy_async journal" in missing.stderr

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from energy_async.address import to_base58, to_hex, validate_address
+    from energy_async.client import Client
     from energy_async.coordinator import Coordinator, PollPolicy
     from energy_async.errors import (
         AuthenticationError,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         TransferPurchase,
         TransferReadiness,
     )
+    from energy_async.router import Router
     from energy_async.session import ProviderSession, RetryPolicy
     from energy_async.verifier import Verifier
 
@@ -62,6 +64,7 @@ __all__ = [
     "AuthenticationError",
     "BadResponse",
     "CatFee",
+    "Client",
     "ConfigurationError",
     "Coordinator",
     "DelegatedResource",
@@ -95,6 +98,7 @@ __all__ = [
     "RequestRejected",
     "ResourceSnapshot",
     "RetryPolicy",
+    "Router",
     "ServiceUnavailable",
     "TEnergy",
     "TokenNotFound",
@@ -115,6 +119,7 @@ _MODULES = {
         "to_hex",
         "validate_address",
     ),
+    "client": ("Client",),
     "coordinator": (
         "Coordinator",
         "PollPolicy",
@@ -167,6 +172,7 @@ _MODULES = {
         "TransferPurchase",
         "TransferReadiness",
     ),
+    "router": ("Router",),
     "session": (
         "ProviderSession",
         "RetryPolicy",

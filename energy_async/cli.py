@@ -43,6 +43,7 @@ from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 if TYPE_CHECKING:
     from energy_async.batch import BatchRun, Outcome, SpendGuard
+    from energy_async.client import Client
     from energy_async.coordinator import Coordinator
     from energy_async.journal import Journal
     from energy_async.providers import Provider
@@ -62,6 +63,7 @@ EXIT_CODES = {
     EXIT_UNKNOWN: "UNKNOWN: resolve by client_order_id (`batch --resume`, `buy` again)",
     EXIT_NOTHING_BOUGHT: "nothing bought because a service was unavailable: safe to retry",
 }
+_AUTO = "auto"  # buy and quote: the cheapest configured provider that can serve the order
 _ENV_URL = "ENERGY_ASYNC_{}_URL"  # base URLs from the environment, e.g. ENERGY_ASYNC_CATFEE_URL
 _TRONGRID_URL_ENV = "ENERGY_ASYNC_TRONGRID_URL"
 _DEFAULT_TRONGRID_URL = "https://api.trongrid.io"
@@ -319,7 +321,7 @@ def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _provider_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", required=True, choices=_provider_names())
+    parser.add_argument("--provider", required=True, choices=(*_provider_names(), _AUTO))
     parser.add_argument(
         "--provider-url",
         metavar="URL",
@@ -370,6 +372,8 @@ async def _buy(args: argparse.Namespace) -> int:
             "buy: --to and one of --energy/--transfers are required "
             "(or, to buy for a transfer, --from, --usdt-to and --amount)"
         )
+    if args.provider == _AUTO:
+        return await _buy_auto(args)
     provider = _provider(args)
     async with ProviderSession(provider) as session:
         request = session.prepare(
@@ -459,6 +463,9 @@ async def _quote(args: argparse.Namespace) -> int:
     from energy_async.report import trx
     from energy_async.session import ProviderSession
 
+    if args.provider == _AUTO:
+        return await _quote_every(args)
+
     async with ProviderSession(_provider(args)) as session:
         quote = await session.quote(energy=args.energy, duration=args.duration)
     if not _out_json(args, quote):
@@ -467,6 +474,58 @@ async def _quote(args: argparse.Namespace) -> int:
             f" {trx(quote.cost_sun)}"
         )
     return EXIT_DELIVERED
+
+
+async def _quote_every(args: argparse.Namespace) -> int:
+    """One row per configured provider, cheapest first, then the ones that could not answer."""
+    from energy_async.report import trx
+
+    async with _client(args) as client:
+        board = await client.quotes(energy=args.energy, duration=args.duration)
+    rows = [{"provider": q.provider, "cost_sun": q.cost_sun, "error": None} for q in board.quotes]
+    rows += [
+        {"provider": name, "cost_sun": None, "error": reason}
+        for name, reason in (*board.unpriced, *board.down)
+    ]
+    if not _out_json(args, rows):
+        for row in rows:
+            cost = row["cost_sun"]
+            shown = trx(cost) if isinstance(cost, int) else f"no price: {row['error']}"
+            _say(f"{row['provider']:<9} {args.energy:,} energy for {args.duration}: {shown}")
+    return EXIT_DELIVERED if board.quotes else EXIT_OTHER
+
+
+async def _buy_auto(args: argparse.Namespace) -> int:
+    """``buy --provider auto``: the router picks, fails over only when nothing was bought."""
+    if args.energy is None or args.transfers is not None or args.no_verify:
+        raise InputError("buy --provider auto takes --energy (not --transfers or --no-verify)")
+    if args.client_order_id is not None:
+        raise InputError("buy --provider auto makes one client_order_id per provider it tries")
+    async with _client(args) as client:
+        _say(f"buying {args.energy:,} energy for {args.to} from the cheapest provider ...")
+        async with anyio.create_task_group() as group:
+            group.start_soon(_heartbeat, args.deadline)
+            result = await client.buy(
+                target=args.to, energy=args.energy, duration=args.duration, deadline=args.deadline
+            )
+            group.cancel_scope.cancel()
+    for step in result.evidence.route:
+        _say(f"  route: {step}")
+    _show_result(args, result)
+    return exit_code(result.verdict)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    """Every provider configured in the environment, with base URLs from it."""
+    from energy_async.client import Client
+
+    urls = {
+        name: url
+        for name in _provider_names()
+        if (url := os.environ.get(_ENV_URL.format(name.upper())))
+    }
+    trongrid = getattr(args, "trongrid_url", None) or os.environ.get(_TRONGRID_URL_ENV)
+    return Client.from_env(urls=urls, trongrid_url=trongrid or _DEFAULT_TRONGRID_URL)
 
 
 async def _account(args: argparse.Namespace) -> int:
@@ -888,6 +947,8 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
 
 
 def _provider(args: argparse.Namespace) -> Provider:
+    if args.provider == _AUTO:
+        raise InputError("--provider auto is for buy and quote; name one provider here")
     kind = _registry()[args.provider]
     url = args.provider_url or os.environ.get(_ENV_URL.format(kind.name.upper())) or None
     return kind.from_env(base_url=url)

@@ -322,6 +322,8 @@ class Evidence(msgspec.Struct, kw_only=True):
     provider_calls: int = 0
     trongrid_calls: int = 0
     notes: list[str] = msgspec.field(default_factory=list)
+    # The router's steps: who quoted what, who was skipped or refused, who was chosen.
+    route: list[str] = msgspec.field(default_factory=list)
     started_at: float = 0.0
     ordered_at: float | None = None
     included_at: float | None = None

@@ -299,6 +299,10 @@ async def _recorded(
 async def _unsettled(coordinator: Coordinator, journal: Journal) -> AsyncGenerator[_Item, None]:
     from energy_async.journal import EntryState
 
+    # Exclusivity across resumes: every settled order keeps the txs it was credited.
+    async for entry in journal.iter_entries(state=EntryState.SETTLED):
+        if entry.result is not None:
+            coordinator.ledger.remember(entry.result)
     async for entry in journal.iter_entries(provider=coordinator.provider):
         if entry.state is EntryState.SETTLED:
             continue
@@ -450,7 +454,7 @@ async def _settle(
         return await coordinator.settle(
             request,
             deadline=deadline,
-            journal=journal,
+            hooks=_JournalHooks(journal) if journal is not None else None,
             resume_order=item.order,
             resumed=item.resumed,
         )
@@ -472,6 +476,19 @@ async def _settle(
         return _unknown(
             coordinator, request, f"unexpected error {type(exc).__name__}: {_first_line(exc)}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _JournalHooks:
+    """The coordinator's order hooks, written to the journal."""
+
+    journal: Journal
+
+    async def on_sending(self, client_order_id: str) -> None:
+        await self.journal.mark_sent(client_order_id)
+
+    async def on_order(self, client_order_id: str, order: Order) -> None:
+        await self.journal.record_order(client_order_id, order)
 
 
 def _money_stop(exc: EnergyError) -> str:

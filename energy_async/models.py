@@ -16,6 +16,8 @@ __all__ = [
     "ENERGY_PER_TRANSFER",
     "Account",
     "ActivateStatus",
+    "Basis",
+    "ChainHead",
     "ConfirmStatus",
     "DelegatedResource",
     "DelegationTx",
@@ -28,6 +30,8 @@ __all__ = [
     "Quote",
     "ResourceSnapshot",
     "StatusChange",
+    "Term",
+    "TxFinding",
     "Verdict",
 ]
 
@@ -283,6 +287,16 @@ class DelegationTx(msgspec.Struct, frozen=True, kw_only=True):
     solid: bool = False
     failed: bool = False
     fail_message: str | None = None
+    # Whether the tx is what the node says it is: txID = sha256(raw_data_hex), the signature
+    # recovers to the owner, the fields decoded from raw_data_hex equal the JSON ones.
+    # None: not checked (no body, or a Permission_id the owner's keys cannot be told from).
+    authentic: bool | None = None
+    authenticity: str | None = None  # why it is not authentic (or why it was not checked)
+
+    @property
+    def half_found(self) -> bool:
+        """In a block by its info, yet its body was not served: one node lags the other."""
+        return self.in_block and self.contract_type is None
 
 
 class DelegatedResource(msgspec.Struct, frozen=True, kw_only=True):
@@ -294,6 +308,48 @@ class DelegatedResource(msgspec.Struct, frozen=True, kw_only=True):
     bandwidth_sun: int = 0
     records: int = 0
     energy_expires_at_ms: int | None = None
+
+
+class ChainHead(msgspec.Struct, frozen=True, kw_only=True):
+    """The node's head block at one moment: the causality anchor read before ordering."""
+
+    number: int
+    timestamp_ms: int
+    taken_at: float  # our clock (Unix seconds) when the answer arrived
+
+
+class Basis(enum.StrEnum):
+    """What the energy attributed to an order rests on."""
+
+    TX = "TX"  # the order's own delegation txs, priced at the snapshot of the same look
+    RECORD_CAPPED = "RECORD_CAPPED"  # the txs, capped by the delegator's record (part reclaimed)
+    DELTA = "DELTA"  # the EnergyLimit delta only: no tx named, no other order of ours around
+    NONE = "NONE"  # nothing attributable
+
+
+class Term(msgspec.Struct, frozen=True, kw_only=True):
+    """How long the delivered energy is guaranteed, from the chain and from the provider."""
+
+    locked: bool
+    lock_period_blocks: int = 0
+    locked_until_ms: int | None = None  # block time + lock_period * 3 s, when locked
+    record_expires_at_ms: int | None = None  # the delegator's locked record's expiry
+    provider_expires_at_ms: int | None = None  # when the provider says the rental ends
+    summary: str = ""  # "locked until 14:05 UTC" / "revocable at any time"
+
+
+class TxFinding(msgspec.Struct, frozen=True, kw_only=True):
+    """One named delegation tx: whether it counts for the order, how much, and why."""
+
+    txid: str
+    counted: bool
+    energy: int = 0
+    sun: int = 0
+    basis: Basis = Basis.NONE
+    reasons: list[str] = msgspec.field(default_factory=list)
+    consistent_reads: int = 0  # reads in a row that agreed on what the chain says
+    tx: DelegationTx | None = None
+    term: Term | None = None
 
 
 class StatusChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -318,6 +374,10 @@ class Evidence(msgspec.Struct, kw_only=True):
     total_energy_weight: int | None = None
     delegation: DelegationTx | None = None
     delegated_resource: DelegatedResource | None = None
+    basis: Basis = Basis.NONE
+    delegations: list[TxFinding] = msgspec.field(default_factory=list)  # every named tx
+    term: Term | None = None
+    head_before: ChainHead | None = None  # the causality anchor: the head before ordering
     status_history: list[StatusChange] = msgspec.field(default_factory=list)
     provider_calls: int = 0
     trongrid_calls: int = 0

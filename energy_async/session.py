@@ -36,6 +36,7 @@ from energy_async._http import (
     safe_cause,
     shared_limiter,
 )
+from energy_async.address import to_base58
 from energy_async.errors import (
     AuthenticationError,
     BadResponse,
@@ -43,20 +44,27 @@ from energy_async.errors import (
     DuplicateOrder,
     EnergyError,
     ErrorContext,
+    InvalidAddress,
     InvalidOrder,
     NetworkError,
     NotSupported,
     OrderNotFound,
     OutcomeUnknown,
+    ProviderError,
     RateLimited,
     ServiceUnavailable,
 )
 from energy_async.models import Account, Order, OrderRequest, Quote
 from energy_async.providers._base import Idempotency, Provider, Refusal, Wire
 
-__all__ = ["DEFAULT_RATE_LIMIT", "ProviderSession", "RetryPolicy"]
+__all__ = ["DEFAULT_RATE_LIMIT", "REPLAY_MISMATCH", "ProviderSession", "RetryPolicy"]
 
 log = logging.getLogger("energy_async.session")
+
+# ``DuplicateOrder.code`` when a replay returned an order for another request: the id belongs
+# to that order, so this create bought nothing (unlike a provider's own "duplicate" refusal,
+# which says an order exists for this id: possibly ours).
+REPLAY_MISMATCH = "REPLAY_MISMATCH"
 
 # Neither provider publishes a number ("429 ... count all instances together"); 10 requests a
 # second per key is far above what one buyer needs and far below what would look like abuse.
@@ -462,6 +470,13 @@ class ProviderSession(AsyncResource):
         if isinstance(exc, AuthenticationError):
             # Refused before the provider looked the id up: an earlier attempt may stand.
             return Step(exc)
+        if isinstance(exc, ProviderError):
+            if isinstance(exc, DuplicateOrder) and exc.code == REPLAY_MISMATCH:
+                return None  # the id belongs to another order: nothing new was bought, ever
+            # After an attempt that may have been taken, a refusal ("insufficient balance",
+            # "duplicate") does not prove nothing was bought: it may be the first attempt's
+            # charge speaking. Only a refusal with nothing sent before it is final.
+            return Step(exc) if seen.maybe_sent else None
         if isinstance(exc, RateLimited):
             return Step(exc, again=True, retry_after=exc.retry_after)
         if isinstance(exc, ServiceUnavailable):
@@ -478,6 +493,8 @@ class ProviderSession(AsyncResource):
             error = NetworkError(
                 f"could not connect: {_describe(exc)}", **self._context(call, attempts)
             )
+            # No byte left this host: a create that only ever failed so bought nothing.
+            error.not_sent = True  # type: ignore[attr-defined]
             error.__cause__ = safe_cause(exc)
             return Step(error, again=True)
         if isinstance(exc, _MAYBE_SENT):
@@ -535,7 +552,8 @@ class ProviderSession(AsyncResource):
         try:
             return parse(data)
         except (BadResponse, DuplicateOrder) as exc:  # decodes, but does not add up
-            raise type(exc)(exc.message, **self._context(call, attempts, status)) from None
+            context = self._context(call, attempts, status, exc.code)  # type: ignore[arg-type]
+            raise type(exc)(exc.message, **context) from None
 
     def _interpret(
         self,
@@ -581,13 +599,14 @@ class ProviderSession(AsyncResource):
             raise BadResponse(
                 f"the provider answered with another client_order_id ({order.client_order_id!r})"
             )
-        if order.target != request.target or (
+        if _normalised(order.target) != request.target or (
             request.energy is not None and order.energy not in (None, request.energy)
         ):
             raise DuplicateOrder(
                 f"client_order_id {request.client_order_id!r} was already used for order "
                 f"{order.id} ({order.energy} energy to {order.target}), not for "
-                f"{request.energy} energy to {request.target}; nothing new was bought"
+                f"{request.energy} energy to {request.target}; nothing new was bought",
+                code=REPLAY_MISMATCH,
             )
         return order
 
@@ -604,6 +623,14 @@ class _ClockRejected(AuthenticationError):
             "attempts": self.attempts,
             "path": self.path,
         }
+
+
+def _normalised(address: str) -> str:
+    """An address echoed by a provider, as base58 (some echo the 41-hex form)."""
+    try:
+        return to_base58(address)
+    except InvalidAddress:
+        return address
 
 
 def _describe(exc: BaseException) -> str:

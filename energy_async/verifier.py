@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 from anyio.abc import AsyncResource
 
-from energy_async import _http
+from energy_async import _http, authenticity
 from energy_async.address import to_base58, validate_address
 from energy_async.energy import delivery_tolerance, energy_for_sun, sun_for_energy
 from energy_async.errors import (
@@ -35,7 +35,7 @@ from energy_async.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from energy_async.models import DelegatedResource, DelegationTx, ResourceSnapshot
+from energy_async.models import ChainHead, DelegatedResource, DelegationTx, ResourceSnapshot
 
 __all__ = [
     "API_KEY_ENV",
@@ -94,6 +94,7 @@ class _Parameter(msgspec.Struct):
 class _Contract(msgspec.Struct):
     type: str | None = None
     parameter: _Parameter = msgspec.field(default_factory=_Parameter)
+    permission_id: int = msgspec.field(name="Permission_id", default=0)
 
 
 class _RawData(msgspec.Struct):
@@ -107,7 +108,23 @@ class _Ret(msgspec.Struct, rename="camel"):
 class _Transaction(msgspec.Struct, rename={"tx_id": "txID", "error": "Error"}):
     tx_id: str | None = None
     raw_data: _RawData = msgspec.field(default_factory=_RawData)
+    raw_data_hex: str | None = None
+    signature: list[str] = []
     ret: list[_Ret] = []
+    error: str | None = None
+
+
+class _BlockRaw(msgspec.Struct):
+    number: Amount = 0
+    timestamp: Amount = 0
+
+
+class _BlockHeader(msgspec.Struct):
+    raw_data: _BlockRaw = msgspec.field(default_factory=_BlockRaw)
+
+
+class _Block(msgspec.Struct, rename={"error": "Error"}):
+    block_header: _BlockHeader | None = None  # the txs of a full block are never decoded
     error: str | None = None
 
 
@@ -162,6 +179,7 @@ _ACCOUNT_RESOURCE = msgspec.json.Decoder(_AccountResource)
 _TRANSACTION = msgspec.json.Decoder(_Transaction)
 _TRANSACTION_INFO = msgspec.json.Decoder(_TransactionInfo)
 _DELEGATED_RESOURCES = msgspec.json.Decoder(_DelegatedResources)
+_BLOCK = msgspec.json.Decoder(_Block)
 _DELEGATE_VALUE = msgspec.json.Decoder(_DelegateValue)
 _ERROR_ONLY = msgspec.json.Decoder(_ErrorOnly)
 _ANY_JSON = msgspec.json.Decoder()
@@ -253,14 +271,28 @@ class Verifier(AsyncResource):
         )
         return _snapshot_from(address, reply, content, path)
 
+    async def head(self, *, meter: _http.CallMeter | None = None) -> ChainHead:
+        """The node's head block (number and timestamp): what "after the order" is measured by.
+
+        ``/wallet/getnowblock`` serves the whole block; only its header is decoded.
+        """
+        path = "/wallet/getnowblock"
+        reply, _ = await self._post(path, {"visible": True}, _BLOCK, meter)
+        if reply.block_header is None or not reply.block_header.raw_data.number:
+            raise BadResponse("getnowblock answer has no block_header", path=path)
+        raw = reply.block_header.raw_data
+        return ChainHead(number=raw.number, timestamp_ms=raw.timestamp, taken_at=time.time())
+
     async def delegation(
         self, txid: str, *, check_solid: bool = True, meter: _http.CallMeter | None = None
     ) -> DelegationTx:
-        """What the chain says about a delegation tx, and how final it is.
+        """What the chain says about a delegation tx, how final it is, and if it is authentic.
 
         ``found=False`` is never final: a node behind TronGrid's load balancer may lag, so poll.
-        Costs two calls, plus one to ``/walletsolidity/`` once the tx is in a block (unless
-        ``check_solid`` is false).
+        Nor is a *half-found* tx (``DelegationTx.half_found``: its info shows a block, its body
+        is ``{}``): java-tron serves a body only once the tx is in a block, and the two reads go
+        to nodes that may be a block apart. Costs two calls, plus one to ``/walletsolidity/``
+        once the tx is in a block (unless ``check_solid`` is false).
         """
         txid = _check_txid(txid)
         payload = {"value": txid, "visible": True}
@@ -274,7 +306,13 @@ class Verifier(AsyncResource):
             solid_path = "/walletsolidity/gettransactioninfobyid"
             solid_info, _ = await self._post(solid_path, payload, _TRANSACTION_INFO, meter)
             solid = solid_info.block_number is not None
-        return _delegation_from(txid, tx, info, solid)
+        found = _delegation_from(txid, tx, info, solid)
+        if found.contract_type not in _DELEGATE_TYPES:
+            return found
+        checked = authenticity.check(_claimed(txid, tx, found))
+        return msgspec.structs.replace(
+            found, authentic=checked.authentic, authenticity=checked.reason
+        )
 
     async def delegated_resource(
         self, from_address: str, to_address: str, *, meter: _http.CallMeter | None = None
@@ -516,6 +554,22 @@ def _delegation_from(
         solid=solid,
         failed=failed,
         fail_message=_shown(fail_message) if fail_message else None,
+    )
+
+
+def _claimed(txid: str, tx: _Transaction, found: DelegationTx) -> authenticity.Claimed:
+    return authenticity.Claimed(
+        txid=txid,
+        tx_id=tx.tx_id,
+        raw_data_hex=tx.raw_data_hex,
+        signatures=tuple(tx.signature),
+        contract_type=found.contract_type,
+        owner=found.owner,
+        receiver=found.receiver,
+        resource=found.resource,
+        balance=found.balance_sun,
+        lock=found.lock,
+        lock_period=found.lock_period,
     )
 
 

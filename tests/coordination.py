@@ -16,6 +16,7 @@ import anyio
 
 from energy_async import CatFee, Coordinator, Mefree, PollPolicy, ProviderSession, Verifier
 from energy_async._http import RateLimiter, RetryPolicy
+from energy_async.ledger import OrderLedger
 from energy_async.sandbox import (
     CATFEE_API_KEY,
     CATFEE_API_SECRET,
@@ -50,6 +51,7 @@ async def stage(poll: PollPolicy = FAST_POLL, **sandbox_options: float) -> Async
     sandbox = Sandbox(seed=11, speed=0.0, **sandbox_options)
     async with sandbox.serve() as urls:
         limiter = RateLimiter(10_000)
+        ledger = OrderLedger()  # this stage's orders only, shared by both providers
         catfee = CatFee(api_key=CATFEE_API_KEY, api_secret=CATFEE_API_SECRET, base_url=urls.catfee)
         mefree = Mefree(api_key=MEFREE_API_KEY, api_secret=MEFREE_API_SECRET, base_url=urls.mefree)
         async with (
@@ -60,8 +62,8 @@ async def stage(poll: PollPolicy = FAST_POLL, **sandbox_options: float) -> Async
             yield Stage(
                 sandbox,
                 urls,
-                Coordinator(catfee_session, verifier, poll=poll),
-                Coordinator(mefree_session, verifier, poll=poll),
+                Coordinator(catfee_session, verifier, poll=poll, ledger=ledger),
+                Coordinator(mefree_session, verifier, poll=poll, ledger=ledger),
             )
 
 

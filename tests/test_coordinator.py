@@ -8,6 +8,7 @@ checks the verdict, the evidence and the charges.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import anyio
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from energy_async import DeliveryResult, Verdict
 from energy_async.energy import delivery_tolerance
 from energy_async.sandbox import Delivery, Fault
-from tests.coordination import Stage, stage, tick_after_create
+from tests.coordination import TICK, Stage, stage, tick_after_create
 
 pytestmark = pytest.mark.anyio
 
@@ -332,3 +333,275 @@ async def test_bad_input_raises_before_anything_is_sent() -> None:
             await st.catfee.buy(target=st.sandbox.new_target(), energy=1_000)
         assert st.sandbox.catfee.control.count() == 0
         assert st.sandbox.trongrid.count() == 0
+
+
+# --- a verdict no provider, node or neighbour can fool (issue 8) ---------------------------------
+
+
+async def ticking(st: Stage, *, after_creates: int) -> None:
+    """Produce blocks once the provider has seen more than ``after_creates`` creates."""
+    sim = st.sandbox.catfee
+    while sim.control.count("create") <= after_creates:  # noqa: ASYNC110
+        await anyio.sleep(0.002)
+    while True:
+        await anyio.sleep(TICK)
+        st.sandbox.chain.advance_blocks(1)
+
+
+async def test_a_tx_of_an_earlier_order_of_ours_is_not_this_orders() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        first = await buy(st, target)
+        st.sandbox.catfee.delivery.for_target(target, Delivery.REUSE_EARLIER_TX)
+        second = await buy(st, target)
+    assert first.verdict is Verdict.DELIVERED
+    assert first.evidence.delegation is not None
+    assert second.verdict is Verdict.PROVIDER_MISMATCH
+    (finding,) = second.evidence.delegations
+    assert finding.txid == first.evidence.delegation.txid and not finding.counted
+    assert any("before the order was placed" in reason for reason in finding.reasons)
+    assert any(f"credited to our order {first.client_order_id}" in r for r in finding.reasons)
+    assert finding.consistent_reads >= 2
+    assert second.evidence.attributed_energy is None
+
+
+async def test_an_older_delegation_of_a_stranger_fails_causality() -> None:
+    async with stage() as st:
+        chain = st.sandbox.chain
+        sim = st.sandbox.catfee
+        target = st.sandbox.new_target()
+        stranger = chain.new_account(energy_stake_sun=100_000 * 10**6)
+        older = chain.delegate(stranger, target, sim.sun_for(ENERGY))
+        chain.advance_blocks(2)  # an older rental, still active
+        sim.known_delegation(target, older)
+        sim.delivery.for_target(target, Delivery.REUSE_EARLIER_TX)
+        result = await buy(st, target)
+    assert result.verdict is Verdict.PROVIDER_MISMATCH
+    (finding,) = result.evidence.delegations
+    assert finding.txid == older and not finding.counted
+    assert finding.tx is not None and finding.tx.authentic is True  # real, just not ours
+    head = result.evidence.head_before
+    assert head is not None and finding.tx.block_number is not None
+    assert finding.tx.block_number <= head.number
+    assert any("before the order was placed" in reason for reason in finding.reasons)
+
+
+async def test_one_delegation_named_for_two_concurrent_orders_is_credited_once() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        sim = st.sandbox.catfee
+        results: list[DeliveryResult] = []
+
+        async def first() -> None:
+            results.append(await st.catfee.buy(target=target, energy=ENERGY, deadline=3.0))
+
+        async def second() -> None:
+            while sim.control.count("create") == 0:  # noqa: ASYNC110
+                await anyio.sleep(0.002)
+            sim.delivery.for_target(target, Delivery.REUSE_EARLIER_TX)
+            results.append(await st.catfee.buy(target=target, energy=ENERGY, deadline=3.0))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(ticking, st, after_creates=1))
+            async with anyio.create_task_group() as orders:
+                orders.start_soon(first)
+                orders.start_soon(second)
+            group.cancel_scope.cancel()
+    named = {r.evidence.delegations[0].txid for r in results}
+    assert len(named) == 1  # the same tx, named for both
+    verdicts = sorted(r.verdict for r in results)
+    assert verdicts == [Verdict.DELIVERED, Verdict.PROVIDER_MISMATCH]
+    loser = next(r for r in results if r.verdict is not Verdict.DELIVERED)
+    winner = next(r for r in results if r.verdict is Verdict.DELIVERED)
+    reasons = loser.evidence.delegations[0].reasons
+    assert any(f"credited to our order {winner.client_order_id}" in r for r in reasons)
+
+
+async def test_the_delta_never_credits_energy_another_order_of_ours_may_explain() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        sim = st.sandbox.catfee
+        lose_every_provider_answer(st)
+        # A: charged, its answers lost, the chain frozen: UNKNOWN, its delegation still pending.
+        earlier = await st.catfee.buy(target=target, energy=ENERGY, deadline=0.5)
+        assert earlier.verdict is Verdict.UNKNOWN
+        sim.delivery.for_target(target, Delivery.NEVER_LANDS)
+        creates = sim.control.count("create")
+        # B: its own delegation never lands; A's lands in B's window.
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(ticking, st, after_creates=creates))
+            result = await st.catfee.buy(target=target, energy=ENERGY, deadline=1.5)
+            group.cancel_scope.cancel()
+    assert result.evidence.energy_delta is not None and result.evidence.energy_delta >= ENERGY
+    assert result.verdict is Verdict.UNKNOWN
+    assert any(earlier.client_order_id in note for note in result.evidence.notes)
+
+
+@pytest.mark.parametrize("refusal", [Delivery.REFUSE_REPLAY, Delivery.REFUSE_REPLAY_DUPLICATE])
+async def test_a_refusal_after_a_lost_answer_is_never_nothing_charged(refusal: Delivery) -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        sim = st.sandbox.catfee
+        sim.delivery.for_target(target, refusal)
+        sim.control.faults.inject(Fault.LOST_RESPONSE, endpoint="create")
+        result = await buy(st, target)
+    assert sim.control.count("create") >= 2  # the replay was refused
+    charged_once(st, result)
+    assert result.verdict is Verdict.DELIVERED  # the chain shows the charged order's energy
+    assert "nothing was charged" not in " ".join(result.evidence.notes)
+    notes = result.evidence.notes
+    assert any("the first create may stand" in n or "an order exists" in n for n in notes)
+
+
+async def test_a_refused_replay_with_the_chain_dark_is_unknown_not_rejected() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        sim = st.sandbox.catfee
+        sim.delivery.for_target(target, Delivery.REFUSE_REPLAY)
+        sim.control.faults.inject(Fault.LOST_RESPONSE, endpoint="create")
+
+        def chain_goes_dark() -> None:
+            st.sandbox.trongrid.unreachable = True
+
+        result = await buy(st, target, hook=chain_goes_dark, deadline=1.0)
+    charged_once(st, result)
+    assert result.verdict is Verdict.UNKNOWN
+    assert result.client_order_id in (result.error or "") or any(
+        result.client_order_id in note for note in result.evidence.notes
+    )
+    assert not any("nothing was charged" in note for note in result.evidence.notes)
+
+
+async def test_a_receiver_echoed_in_41_hex_is_the_same_order() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.catfee.delivery.for_target(target, Delivery.HEX_RECEIVER)
+        st.sandbox.catfee.control.faults.inject(Fault.LOST_RESPONSE, endpoint="create")
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    assert result.order is not None and result.order.target.startswith("41")
+    charged_once(st, result)
+
+
+async def test_a_half_found_tx_from_a_lagging_node_is_read_again_not_an_accusation() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        # gettransactionbyid lags (`{}`) while gettransactioninfobyid shows the block.
+        st.sandbox.trongrid.faults.inject(Fault.STALE, endpoint="gettransactionbyid", times=3)
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    (finding,) = result.evidence.delegations
+    assert finding.counted and finding.tx is not None and finding.tx.authentic is True
+    assert st.sandbox.trongrid.count("gettransactionbyid") >= 4
+
+
+async def test_throttling_before_the_first_read_costs_time_not_the_order() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        faults = st.sandbox.trongrid.faults
+        for fault in (Fault.THROTTLE_429, Fault.THROTTLE_429, Fault.THROTTLE_503, Fault.NODE_BUSY):
+            faults.inject(fault, endpoint="getaccountresource")
+        result = await buy(st, target, deadline=5.0)
+    assert result.verdict is Verdict.DELIVERED
+    assert st.sandbox.trongrid.count("getaccountresource") >= 5
+    charged_once(st, result)
+
+
+async def test_a_dead_chain_before_ordering_buys_nothing_within_the_deadline() -> None:
+    from energy_async import NothingBought
+
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        st.sandbox.trongrid.faults.inject(
+            Fault.LATENCY, endpoint="getaccountresource", times=100, delay=30.0
+        )
+        started = anyio.current_time()
+        with pytest.raises(NothingBought) as caught:
+            await st.catfee.buy(target=target, energy=ENERGY, deadline=1.0)
+        assert anyio.current_time() - started < 3.0  # bounded by the deadline
+        st.sandbox.trongrid.faults.clear()
+        st.sandbox.trongrid.unreachable = True
+        with pytest.raises(NothingBought):
+            await st.catfee.buy(target=target, energy=ENERGY, deadline=1.0)
+        assert st.sandbox.catfee.control.count() == 0  # nothing was sent
+    assert caught.value.service == "trongrid" and caught.value.host == "127.0.0.1"
+
+
+async def test_a_provider_that_refuses_connections_fails_fast_naming_its_host() -> None:
+    import socket
+
+    from energy_async import CatFee, Coordinator, NothingBought, ProviderSession
+    from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET
+    from tests.coordination import FAST_POLL, FAST_RETRY
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with stage() as st:
+        dead = CatFee(
+            api_key=CATFEE_API_KEY,
+            api_secret=CATFEE_API_SECRET,
+            base_url=f"http://127.0.0.1:{port}",
+        )
+        async with ProviderSession(dead, retry=FAST_RETRY) as session:
+            coordinator = Coordinator(session, st.catfee.verifier, poll=FAST_POLL)
+            started = anyio.current_time()
+            with pytest.raises(NothingBought) as caught:
+                await coordinator.buy(target=st.sandbox.new_target(), energy=ENERGY, deadline=30)
+            assert anyio.current_time() - started < 5.0
+    assert caught.value.service == "catfee" and caught.value.host == "127.0.0.1"
+    assert "never sent" in caught.value.message
+
+
+async def test_recheck_judges_an_existing_order_again_and_buys_nothing() -> None:
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        first = await buy(st, target)
+        assert first.order is not None
+        creates = st.sandbox.catfee.control.count("create")
+        again = await st.catfee.recheck(first.order, deadline=3.0)
+        assert st.sandbox.catfee.control.count("create") == creates
+    assert first.verdict is again.verdict is Verdict.DELIVERED
+    assert again.evidence.delegations[0].txid == first.evidence.delegations[0].txid
+    charged_once(st, first)
+
+
+async def test_delivered_evidence_states_term_authenticity_and_basis() -> None:
+    from energy_async.models import Basis
+
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        result = await buy(st, target)
+    assert result.verdict is Verdict.DELIVERED
+    evidence = result.evidence
+    assert evidence.basis is Basis.TX
+    assert evidence.term is not None and not evidence.term.locked
+    assert evidence.term.summary.startswith("revocable at any time")
+    assert evidence.term.provider_expires_at_ms is not None
+    (finding,) = evidence.delegations
+    assert finding.counted and finding.tx is not None and finding.tx.authentic is True
+    assert evidence.head_before is not None
+    assert finding.tx.block_number is not None
+    assert finding.tx.block_number > evidence.head_before.number
+
+
+@pytest.mark.slow
+async def test_a_lagging_node_at_a_10_percent_rate_accuses_no_honest_provider() -> None:
+    # Issue 8: at a 10 % stale rate on gettransactionbyid, 5 of 100 honest orders were accused.
+    async with stage() as st:
+        st.sandbox.trongrid.faults.set_rate(Fault.STALE, 0.1, endpoint="gettransactionbyid")
+        results: list[DeliveryResult] = []
+
+        async def one() -> None:
+            target = st.sandbox.new_target()
+            results.append(await st.catfee.buy(target=target, energy=ENERGY, deadline=5.0))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick_after_create, st.sandbox, st.sandbox.catfee, None)
+            async with anyio.create_task_group() as orders:
+                for _ in range(60):
+                    orders.start_soon(one)
+            group.cancel_scope.cancel()
+    verdicts = [result.verdict for result in results]
+    assert Verdict.PROVIDER_MISMATCH not in verdicts
+    assert verdicts.count(Verdict.DELIVERED) == 60

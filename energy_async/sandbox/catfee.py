@@ -157,7 +157,7 @@ def _order_data(sim: ProviderSim, order: SimOrder) -> dict[str, Any]:
         billing_type="API",
         source_type="API",
         pay_timestamp=order.created_ms,
-        receiver=order.receiver,
+        receiver=order.echoed_receiver,
     )
     if progress.delegate_hash is not None:
         data["delegate_hash"] = progress.delegate_hash

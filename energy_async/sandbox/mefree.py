@@ -185,7 +185,7 @@ def _order_data(sim: ProviderSim, order: SimOrder) -> dict[str, Any]:
         data["delegate_hash"] = progress.delegate_hash
     data.update(
         amount_sun=order.price_sun + order.activation_sun,
-        energy_to_address=order.receiver,
+        energy_to_address=order.echoed_receiver,
         energy_quantity=order.quantity,
         energy_period=order.term,
         energy_expired_timestamp=order.expires_ms,

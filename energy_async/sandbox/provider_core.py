@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from energy_async.sandbox.base58 import decode_address
 from energy_async.sandbox.chain import BLOCK_TIME, SUN_PER_TRX, Chain
 from energy_async.sandbox.faults import FaultPlan, ServiceControl
 
@@ -55,6 +56,12 @@ class Delivery(enum.StrEnum):
     REFUSE = "REFUSE"  # the create is refused as INSUFFICIENT_BALANCE, nothing charged
     FAIL_BUT_DELEGATED = "FAIL_BUT_DELEGATED"  # delegates fully, reports DELEGATE_FAIL
     PROVIDER_LAG = "PROVIDER_LAG"  # delegates normally, statuses frozen for LAG_BLOCKS
+    # Hostile but plausible: what a verdict must not be fooled by.
+    REUSE_EARLIER_TX = "REUSE_EARLIER_TX"  # names the latest earlier delegation to the receiver
+    # (its own for an earlier order, or one ``known_delegation`` recorded), delegates nothing
+    REFUSE_REPLAY = "REFUSE_REPLAY"  # takes the order; a replay of its id: insufficient balance
+    REFUSE_REPLAY_DUPLICATE = "REFUSE_REPLAY_DUPLICATE"  # ... a replay: "order already exists"
+    HEX_RECEIVER = "HEX_RECEIVER"  # delegates normally, echoes the receiver as 41-hex
 
 
 class Refusal(enum.Enum):
@@ -68,6 +75,7 @@ class Refusal(enum.Enum):
     INVALID_DURATION = (1006, "unsupported rental duration")
     INSUFFICIENT_BALANCE = (1007, "insufficient balance")
     ORDER_NOT_FOUND = (1008, "order not found")
+    ORDER_EXISTS = (1009, "order already exists")
 
     @property
     def code(self) -> int:
@@ -139,6 +147,14 @@ class SimOrder:
     def activated_receiver(self) -> bool:
         return self.activation_sun > 0
 
+    @property
+    def echoed_receiver(self) -> str:
+        """The receiver as the provider writes it back (41-hex for a HEX_RECEIVER order)."""
+        if self.delivery is not Delivery.HEX_RECEIVER:
+            return self.receiver
+        raw = decode_address(self.receiver)
+        return raw.hex() if raw is not None else self.receiver
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:
@@ -184,6 +200,7 @@ class ProviderSim:
         chain.set_total_energy_weight(weight)
         self.recharge_address = chain.new_address()  # where the account would be topped up
         self._decoy: str | None = None
+        self._delegations_to: dict[str, list[str]] = {}  # receiver -> delegation txids
         self._orders: dict[str, SimOrder] = {}
         self._by_client_id: dict[str, SimOrder] = {}
         self._charges: Counter[str | None] = Counter()
@@ -272,6 +289,10 @@ class ProviderSim:
         if client_order_id is not None:
             earlier = self._by_client_id.get(client_order_id)
             if earlier is not None:
+                if earlier.delivery is Delivery.REFUSE_REPLAY:
+                    return Refusal.INSUFFICIENT_BALANCE
+                if earlier.delivery is Delivery.REFUSE_REPLAY_DUPLICATE:
+                    return Refusal.ORDER_EXISTS
                 return earlier
         delivery = self.delivery.choose(receiver)
         if delivery is Delivery.REFUSE:
@@ -317,6 +338,10 @@ class ProviderSim:
         self._schedule_reclaim(order.expires_block, order.key)
         return order
 
+    def known_delegation(self, receiver: str, txid: str) -> None:
+        """Record a delegation to ``receiver`` (anyone's) a REUSE_EARLIER_TX order may name."""
+        self._delegations_to.setdefault(receiver, []).append(txid)
+
     def sun_for(self, energy: int) -> int:
         """Whole TRX, rounded up, whose stake gives at least ``energy`` at the current totals."""
         ratio = self.chain.total_energy_limit / self.chain.total_energy_weight
@@ -348,16 +373,22 @@ class ProviderSim:
         delivery = order.delivery
         if delivery is Delivery.CLAIM_WITHOUT_DELEGATING:
             return self._rng.randbytes(32).hex()
+        earlier = self._delegations_to.get(order.receiver)
+        if delivery is Delivery.REUSE_EARLIER_TX and earlier:
+            return earlier[-1]
         receiver, amount = order.receiver, order.staked_sun
         if delivery is Delivery.PARTIAL:
             amount = max(SUN_PER_TRX, amount // SUN_PER_TRX // 2 * SUN_PER_TRX)
         elif delivery is Delivery.WRONG_RECEIVER:
             receiver = self._decoy_address()
         lands = delivery is not Delivery.NEVER_LANDS
-        return self.chain.delegate(self.pool_address, receiver, amount, lands=lands)
+        txid = self.chain.delegate(self.pool_address, receiver, amount, lands=lands)
+        self.known_delegation(receiver, txid)
+        return txid
 
     def _reclaim(self, order: SimOrder, head: int) -> None:
-        if order.delivery is Delivery.NEVER_LANDS or order.delegate_hash is None:
+        reused = order.delivery is Delivery.REUSE_EARLIER_TX
+        if order.delivery is Delivery.NEVER_LANDS or order.delegate_hash is None or reused:
             return
         if order.delivery is Delivery.CLAIM_WITHOUT_DELEGATING:
             order.reclaim_hash = self._rng.randbytes(32).hex()

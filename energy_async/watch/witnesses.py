@@ -1,0 +1,342 @@
+"""The two witnesses: I/O only. Each look becomes one event handed to the referee.
+
+The provider witness creates (or replays) the order, then polls it. The chain witness reads
+what the current phase needs, within the TronGrid budget, and is woken as soon as a tx is named.
+Neither decides anything: the referee applies their events and asks the judge.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+from yarl import URL
+
+from energy_async.errors import (
+    AuthenticationError,
+    DuplicateOrder,
+    EnergyError,
+    InputError,
+    NetworkError,
+    NothingBought,
+    OutcomeUnknown,
+    ProviderError,
+)
+from energy_async.models import (
+    DelegatedResource,
+    DelegationTx,
+    Order,
+    OrderPhase,
+    ResourceSnapshot,
+)
+from energy_async.session import REPLAY_MISMATCH
+from energy_async.watch.attribution import TxStatus, judge_tx
+from energy_async.watch.events import (
+    ChainFailed,
+    CreateRefused,
+    CreateSent,
+    CreateUnsettled,
+    Event,
+    OrderSeen,
+    PollFailed,
+    SnapshotRead,
+    TxRead,
+)
+
+if TYPE_CHECKING:
+    from energy_async._http import CallMeter
+    from energy_async.ledger import OrderLedger
+    from energy_async.session import ProviderSession
+    from energy_async.verifier import Verifier
+    from energy_async.watch.policy import PollPolicy
+    from energy_async.watch.state import WatchState
+
+__all__ = ["ChainWitness", "Observer", "OrderHooks", "ProviderWitness"]
+
+# Words a provider's refusal uses when the client_order_id is taken: the order exists.
+_DUPLICATE_WORDS = ("duplicate", "already exist", "already used", "repeat")
+
+
+class OrderHooks(Protocol):
+    """What a batch (its journal) hears about an order while it is watched."""
+
+    async def on_sending(self, client_order_id: str) -> None:
+        """The first create is about to be sent (commit the intent as sent first)."""
+
+    async def on_order(self, client_order_id: str, order: Order) -> None:
+        """The provider answered with the order, or its status changed."""
+
+
+class Observer(Protocol):
+    """The referee, as the witnesses see it."""
+
+    state: WatchState
+    fatal: EnergyError | None
+
+    def observe(self, event: Event) -> None: ...
+
+    def fail(self, error: EnergyError) -> None: ...
+
+    def budget_spent(self) -> bool: ...
+
+
+class ProviderWitness:
+    def __init__(
+        self,
+        session: ProviderSession,
+        policy: PollPolicy,
+        meter: CallMeter,
+        hooks: OrderHooks | None,
+    ) -> None:
+        self.session = session
+        self.policy = policy
+        self.meter = meter
+        self.hooks = hooks
+
+    def done(self, state: WatchState) -> bool:
+        """The provider has said all it will say: stop asking."""
+        order = state.order
+        if order is None:
+            return state.refused is not None
+        return order.phase in (OrderPhase.CONFIRMED, OrderPhase.FAILED) and bool(
+            order.delegate_hashes
+        )
+
+    async def run(self, referee: Observer) -> None:
+        interval = self.policy.initial_interval
+        while not self.done(referee.state):
+            if referee.state.order is None:
+                await self.create(referee)
+            else:
+                await self.poll(referee)
+            if referee.fatal is not None:
+                return
+            await anyio.sleep(interval)
+            interval = min(interval * self.policy.backoff, self.policy.max_interval)
+
+    async def create(self, referee: Observer) -> None:
+        """Send the create, or replay it: the same ``client_order_id`` makes a replay return
+        the earlier order, so this can be repeated until it settles and never buys twice."""
+        state = referee.state
+        if state.ordered_clock is None:
+            referee.observe(CreateSent(anyio.current_time(), time.time()))
+        try:
+            order = await self.session.place(state.request, meter=self.meter)
+        except (AuthenticationError, InputError) as exc:
+            referee.fail(exc)  # wrong for every order: configuration, not a verdict
+            return
+        except NetworkError as exc:
+            if getattr(exc, "not_sent", False) and not referee.state.unsettled:
+                referee.fail(self._never_left(exc))  # fail fast: nothing was bought
+                return
+            referee.observe(CreateUnsettled(type(exc).__name__, str(exc), anyio.current_time()))
+            return
+        except OutcomeUnknown as exc:
+            referee.observe(CreateUnsettled(type(exc).__name__, str(exc), anyio.current_time()))
+            return
+        except DuplicateOrder as exc:
+            if exc.code == REPLAY_MISMATCH:
+                # The id belongs to another order: this create bought nothing new.
+                referee.observe(
+                    CreateRefused(
+                        str(exc), anyio.current_time(), maybe_sent=False, kind=type(exc).__name__
+                    )
+                )
+                return
+            # The provider says an order exists for this id: possibly ours. Look it up.
+            referee.observe(
+                CreateRefused(str(exc), anyio.current_time(), maybe_sent=True, duplicate=True)
+            )
+            return
+        except ProviderError as exc:
+            words = f"{exc.message} {exc.provider_message or ''}".lower()
+            duplicate = any(word in words for word in _DUPLICATE_WORDS)
+            referee.observe(
+                CreateRefused(
+                    str(exc),
+                    anyio.current_time(),
+                    maybe_sent=referee.state.unsettled,
+                    duplicate=duplicate,
+                    kind=type(exc).__name__,
+                )
+            )
+            return
+        except EnergyError as exc:
+            # Throttling that outlasted the session's retries, a garbled answer: the replay of
+            # the same client_order_id settles it, so keep going.
+            referee.observe(CreateUnsettled(type(exc).__name__, str(exc), anyio.current_time()))
+            return
+        replayed = referee.state.unsettled
+        referee.observe(OrderSeen(order, anyio.current_time(), time.time(), replayed=replayed))
+        if self.hooks is not None:
+            await self.hooks.on_order(state.request.client_order_id, order)
+
+    def _never_left(self, error: NetworkError) -> NothingBought:
+        host = URL(self.session.provider.base_url).host
+        name = self.session.provider.name
+        refused = NothingBought(
+            f"could not reach {name} at {host} ({error.message}); the order was never sent, "
+            "nothing was bought, safe to retry",
+            service=name,
+            host=host,
+            attempts=error.attempts,
+        )
+        refused.__cause__ = error
+        return refused
+
+    async def poll(self, referee: Observer) -> None:
+        order = referee.state.order
+        assert order is not None
+        try:
+            fresh = await self.session.get_order(order.id, meter=self.meter)
+        except EnergyError as exc:
+            referee.observe(PollFailed(type(exc).__name__, anyio.current_time()))
+            return
+        referee.observe(OrderSeen(fresh, anyio.current_time(), time.time()))
+        if self.hooks is not None and fresh.status != order.status:
+            await self.hooks.on_order(referee.state.request.client_order_id, fresh)
+
+
+class ChainWitness:
+    def __init__(
+        self,
+        verifier: Verifier,
+        policy: PollPolicy,
+        meter: CallMeter,
+        ledger: OrderLedger,
+    ) -> None:
+        self.verifier = verifier
+        self.policy = policy
+        self.meter = meter
+        self.ledger = ledger
+        self.named = anyio.Event()  # set by the referee when the provider names a tx
+
+    async def run(self, referee: Observer) -> None:
+        interval = self.policy.initial_interval
+        while True:
+            # Wait out the backoff, unless the provider names a tx: then look at once.
+            # (The target was read just before the create, so waiting first costs nothing.)
+            with anyio.move_on_after(interval):
+                await self.named.wait()
+            if self.named.is_set():
+                self.named = anyio.Event()
+                interval = self.policy.initial_interval
+            else:
+                interval = min(interval * self.policy.backoff, self.policy.max_interval)
+            await self.look(referee)
+            if referee.budget_spent() or referee.fatal is not None:
+                return
+
+    def quiet_past_grace(self, state: WatchState) -> bool:
+        """The provider answered after the grace and still named no tx."""
+        if state.quiet_clock is None or state.ordered_clock is None:
+            return False
+        return state.quiet_clock - state.ordered_clock >= self.policy.confirm_grace
+
+    async def look(self, referee: Observer) -> None:
+        """One look at the chain, spending only the calls this phase needs; every tx read in
+        it is published with the record and the snapshot of the same look."""
+        if referee.budget_spent():
+            return
+        state = referee.state
+        try:
+            if not state.named:
+                if state.order is not None and not self.quiet_past_grace(state):
+                    return  # the provider is about to name its tx: nothing to read yet
+                # The provider is silent: the EnergyLimit is all there is to watch.
+                await self.snapshot(referee)
+                return
+            await self.read_txs(referee)
+        except* EnergyError as group:
+            kinds = tuple(sorted({type(exc).__name__ for exc in group.exceptions}))
+            referee.observe(ChainFailed(kinds, anyio.current_time()))
+
+    async def snapshot(self, referee: Observer) -> None:
+        snapshot = await self.verifier.snapshot(referee.state.target, meter=self.meter)
+        referee.observe(SnapshotRead(snapshot, anyio.current_time()))
+
+    async def read_txs(self, referee: Observer) -> None:
+        state = referee.state
+        reads: list[DelegationTx] = []
+        for txid in state.named:
+            status, _ = judge_tx(state, txid, self.policy)
+            if status in (TxStatus.COUNTS, TxStatus.DISQUALIFIED) and txid in state.txs:
+                continue
+            if referee.budget_spent():
+                break
+            reads.append(
+                await self.verifier.delegation(
+                    txid, check_solid=self.policy.require_solid, meter=self.meter
+                )
+            )
+        looked = {tx.txid: tx for tx in reads}
+        owners = {txid: self._claim(state, tx) for txid, tx in looked.items()}
+        for txid, look in state.txs.items():
+            owners.setdefault(txid, look.owner)
+        counted = [
+            looked.get(txid) or state.txs[txid].tx
+            for txid, owner in owners.items()
+            if owner == state.key
+        ]
+        delegators = sorted({tx.owner for tx in counted if tx.owner})
+        records: dict[str, DelegatedResource] = {}
+        snapshot: ResourceSnapshot | None = None
+        if delegators and not referee.budget_spent():
+            records, snapshot = await self._records_and_snapshot(state.target, delegators)
+        now, at = anyio.current_time(), time.time()
+        for txid in state.named:
+            tx = looked.get(txid)
+            reread = tx is not None
+            if tx is None:
+                # Not read again (it counts already): refresh its record and price only.
+                if snapshot is None or owners.get(txid) != state.key:
+                    continue
+                tx = state.txs[txid].tx
+            referee.observe(
+                TxRead(
+                    tx,
+                    now,
+                    at,
+                    record=records.get(tx.owner or ""),
+                    snapshot=snapshot,
+                    owner=owners[txid],
+                    reread=reread,
+                )
+            )
+
+    def _claim(self, state: WatchState, tx: DelegationTx) -> str | None:
+        """Credit a tx that delivers to the target to this order, unless another has it."""
+        delivers = (
+            tx.in_block
+            and not tx.half_found
+            and not tx.failed
+            and tx.contract_type == "DelegateResourceContract"
+            and tx.receiver == state.target
+            and tx.authentic is not False
+        )
+        if not delivers:
+            return self.ledger.owner(tx.txid)
+        head = state.head
+        if head is not None and tx.block_number is not None and tx.block_number <= head.number:
+            return self.ledger.owner(tx.txid)  # older than the order: never ours to claim
+        return self.ledger.claim(tx.txid, state.key)
+
+    async def _records_and_snapshot(
+        self, target: str, delegators: list[str]
+    ) -> tuple[dict[str, DelegatedResource], ResourceSnapshot | None]:
+        records: dict[str, DelegatedResource] = {}
+        snapshot: ResourceSnapshot | None = None
+
+        async def read_record(owner: str) -> None:
+            records[owner] = await self.verifier.delegated_resource(owner, target, meter=self.meter)
+
+        async def read_snapshot() -> None:
+            nonlocal snapshot
+            snapshot = await self.verifier.snapshot(target, meter=self.meter)
+
+        async with anyio.create_task_group() as group:
+            for owner in delegators:
+                group.start_soon(read_record, owner)
+            group.start_soon(read_snapshot)
+        return records, snapshot

@@ -552,7 +552,7 @@ class ProviderSession(AsyncResource):
         try:
             return parse(data)
         except (BadResponse, DuplicateOrder) as exc:  # decodes, but does not add up
-            context = self._context(call, attempts, status, exc.code)  # type: ignore[arg-type]
+            context = self._context(call, attempts, status, exc.code)
             raise type(exc)(exc.message, **context) from None
 
     def _interpret(

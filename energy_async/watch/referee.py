@@ -18,7 +18,7 @@ from yarl import URL
 
 from energy_async._http import CallMeter
 from energy_async.energy import delivery_tolerance
-from energy_async.errors import EnergyError, InputError, NothingBought
+from energy_async.errors import EnergyError, InputError, NodeError, NothingBought, RateLimited
 from energy_async.ledger import OrderLedger
 from energy_async.models import (
     Basis,
@@ -147,8 +147,8 @@ class Referee:
                     if isinstance(error, InputError):
                         raise
                     last = error
-                    if not error.retryable:
-                        break
+                    if not _throttled(error):
+                        break  # down, not busy: the verifier's own retries were the chance
                     log.debug("order %s: pre-order read throttled (%s)", self.state.key, error)
                     await anyio.sleep(interval)
                     interval = min(interval * self.policy.backoff, self.policy.max_interval)
@@ -292,6 +292,11 @@ class Referee:
             error=error if verdict in (Verdict.REJECTED, Verdict.UNKNOWN) else None,
             error_kind=state.refused_kind if verdict is Verdict.REJECTED else None,
         )
+
+
+def _throttled(error: EnergyError) -> bool:
+    """Throttling or a busy node: worth waiting for within the deadline."""
+    return isinstance(error, RateLimited) or (isinstance(error, NodeError) and error.retryable)
 
 
 def _cross_check(evidence: Evidence, verdict: Verdict, notes: list[str]) -> None:

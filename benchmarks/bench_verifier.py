@@ -1,19 +1,22 @@
-"""Snapshots per second against the sandbox TronGrid: energy_async's Verifier next to tronpy.
+"""Snapshots per second against the sandbox TronGrid: energy_async's Verifier next to baselines.
 
-The sandbox runs in its own process so that the server does not share the clients' GIL. Both
-clients read the same account from the same server, with the same concurrency and the same API
-key header, in alternating rounds; the figures are the median rounds.
+The baselines are what a user would otherwise write: a plain aiohttp loop and a plain httpx loop
+(one POST and a JSON decode per snapshot, nothing else), and tronpy's ``AsyncTron``. They say
+where the time goes: a gap between energy_async and plain aiohttp is ours; a gap between aiohttp
+and httpx or tronpy is the HTTP stack's, not ours.
 
-    python benchmarks/bench_verifier.py [--n N] [--concurrency C] [--rounds R]
+The sandbox runs in its own process so that the server does not share the clients' GIL. Every
+client reads the same account from the same server, with the same concurrency and the same API
+key header, in rotating rounds; the figures are the median rounds, at each concurrency asked for.
+
+    python benchmarks/bench_verifier.py [--n N] [--concurrency C [C ...]] [--rounds R]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
-import platform
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _sandbox_process import source_version, write_results
 
 RESULTS = Path(__file__).parent / "results" / "bench_verifier.json"
 BENCH_KEY = "bench-key"  # a header both clients send; the sandbox ignores it
@@ -77,6 +81,46 @@ async def bench_verifier(url: str, target: str, n: int, concurrency: int) -> tup
         return await drive(lambda: verifier.snapshot(target), n, concurrency), energy
 
 
+_BODY_TEMPLATE = '{{"address": "{target}", "visible": true}}'
+
+
+async def bench_aiohttp(url: str, target: str, n: int, concurrency: int) -> tuple[float, int]:
+    import aiohttp
+
+    body = _BODY_TEMPLATE.format(target=target).encode()
+    headers = {"TRON-PRO-API-KEY": BENCH_KEY, "Content-Type": "application/json"}
+    endpoint = url + "/wallet/getaccountresource"
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def snapshot() -> dict[str, Any]:
+            async with http.post(endpoint, data=body, headers=headers) as response:
+                result: dict[str, Any] = await response.json()
+                return result
+
+        energy = int((await snapshot()).get("EnergyLimit", 0))
+        await drive(snapshot, WARMUP, concurrency)
+        return await drive(snapshot, n, concurrency), energy
+
+
+async def bench_httpx(url: str, target: str, n: int, concurrency: int) -> tuple[float, int]:
+    import httpx
+
+    body = _BODY_TEMPLATE.format(target=target).encode()
+    headers = {"TRON-PRO-API-KEY": BENCH_KEY, "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits) as http:
+
+        async def snapshot() -> dict[str, Any]:
+            response = await http.post("/wallet/getaccountresource", content=body, headers=headers)
+            result: dict[str, Any] = response.json()
+            return result
+
+        energy = int((await snapshot()).get("EnergyLimit", 0))
+        await drive(snapshot, WARMUP, concurrency)
+        return await drive(snapshot, n, concurrency), energy
+
+
 async def bench_tronpy(url: str, target: str, n: int, concurrency: int) -> tuple[float, int]:
     from tronpy import AsyncTron
     from tronpy.providers import AsyncHTTPProvider
@@ -91,46 +135,49 @@ async def bench_tronpy(url: str, target: str, n: int, concurrency: int) -> tuple
         await client.close()
 
 
+BENCHES = {
+    "energy_async": bench_verifier,
+    "aiohttp_plain": bench_aiohttp,
+    "httpx_plain": bench_httpx,
+    "tronpy": bench_tronpy,
+}
+
+
 async def run(url: str, target: str, n: int, concurrency: int, rounds: int) -> dict[str, Any]:
-    rates: dict[str, list[float]] = {"energy_async": [], "tronpy": []}
-    benches = {"energy_async": bench_verifier, "tronpy": bench_tronpy}
+    rates: dict[str, list[float]] = {name: [] for name in BENCHES}
     energies: set[int] = set()
     for number in range(rounds):
-        order = list(benches) if number % 2 == 0 else list(reversed(benches))
+        names = list(BENCHES)
+        order = names[number % len(names) :] + names[: number % len(names)]
         for name in order:
-            rate, energy = await benches[name](url, target, n, concurrency)
+            rate, energy = await BENCHES[name](url, target, n, concurrency)
             rates[name].append(rate)
             energies.add(energy)
     if len(energies) != 1:
         raise SystemExit(f"the clients disagree on EnergyLimit: {sorted(energies)}")
-    ours, theirs = (statistics.median(rates[name]) for name in ("energy_async", "tronpy"))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    ours = median["energy_async"]
     return {
-        "benchmark": "snapshots per second against the sandbox TronGrid (getaccountresource)",
-        "n_per_round": n,
-        "rounds": rounds,
         "concurrency": concurrency,
         "energy_limit_read": energies.pop(),
-        "energy_async_per_s": round(ours, 1),
-        "tronpy_per_s": round(theirs, 1),
-        "ratio": round(ours / theirs, 2),
+        "per_s": {name: round(rate, 1) for name, rate in median.items()},
+        "energy_async_over": {
+            name: round(ours / rate, 2) for name, rate in median.items() if name != "energy_async"
+        },
         "rounds_per_s": {
             name: [round(rate, 1) for rate in values] for name, values in rates.items()
         },
-        "versions": {
-            "python": platform.python_version(),
-            **{pkg: version(pkg) for pkg in ("aiohttp", "msgspec", "httpx", "tronpy")},
-        },
-        "machine": f"{platform.system()} {platform.machine()}",
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="snapshots per client per round")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
+    source = source_version()
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
     stop = context.Event()
@@ -138,19 +185,26 @@ def main() -> None:
     server.start()
     try:
         url, target = ready.get(timeout=30)
-        result = anyio.run(run, url, target, args.n, args.concurrency, args.rounds)
+        levels = [
+            anyio.run(run, url, target, args.n, level, args.rounds) for level in args.concurrency
+        ]
     finally:
         stop.set()
         server.join(timeout=10)
-    print(
-        f"energy_async Verifier.snapshot   {result['energy_async_per_s']:>9.1f} /s\n"
-        f"tronpy get_account_resource      {result['tronpy_per_s']:>9.1f} /s\n"
-        f"ratio (energy_async / tronpy)    {result['ratio']:>9.2f}x\n"
-        f"n={args.n} x {args.rounds} rounds, concurrency={args.concurrency}, "
-        f"per-round: {result['rounds_per_s']}"
-    )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    for level in levels:
+        print(f"concurrency {level['concurrency']}:")
+        for name, rate in level["per_s"].items():
+            ratio = level["energy_async_over"].get(name)
+            shown = f"  (energy_async is {ratio:.2f}x this)" if ratio else ""
+            print(f"  {name:<14} {rate:>9.1f} snapshots/s{shown}")
+    result: dict[str, object] = {
+        "benchmark": "snapshots per second against the sandbox TronGrid (getaccountresource)",
+        "n_per_round": args.n,
+        "rounds": args.rounds,
+        "levels": levels,
+        "baseline_versions": {pkg: version(pkg) for pkg in ("httpx", "tronpy")},
+    }
+    write_results(RESULTS, result, source)
     print(f"written to {RESULTS}")
 
 

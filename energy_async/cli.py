@@ -234,8 +234,22 @@ def _add_order(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_verify(commands: argparse._SubParsersAction[_Parser]) -> None:
-    verify = _command(commands, "verify", "read an address's energy from the chain")
-    verify.add_argument("--to", required=True, metavar="ADDRESS")
+    verify = _command(
+        commands,
+        "verify",
+        "read an address's energy from the chain (--to), or judge an existing order again from"
+        " the chain, buying nothing (ORDER_ID or --client-order-id with --provider)",
+    )
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("--to", metavar="ADDRESS", help="print this address's energy snapshot")
+    which.add_argument("order_id", metavar="ORDER_ID", nargs="?", help="the provider's order id")
+    which.add_argument("--client-order-id", metavar="ID", help="your id, looked up in --journal")
+    verify.add_argument(
+        "--provider", choices=_provider_names(), help="the provider of the order (not for --to)"
+    )
+    verify.add_argument("--provider-url", metavar="URL", help="provider base URL")
+    verify.add_argument("--journal", type=Path, metavar="PATH", help="the batch's journal")
+    _deadline_option(verify, "seconds to watch the chain for an order")
     _trongrid_option(verify)
     _json_option(verify)
     verify.set_defaults(handler=_verify)
@@ -450,6 +464,8 @@ async def _verify(args: argparse.Namespace) -> int:
     from energy_async.report import render_snapshot
     from energy_async.verifier import Verifier
 
+    if args.to is None:
+        return await _recheck(args)
     async with Verifier(base_url=_trongrid_url(args)) as verifier:
         snapshot = await verifier.snapshot(args.to)
     payload = msgspec.to_builtins(snapshot)
@@ -457,6 +473,28 @@ async def _verify(args: argparse.Namespace) -> int:
     if not _out_json(args, payload):
         _say(render_snapshot(snapshot))
     return EXIT_DELIVERED
+
+
+async def _recheck(args: argparse.Namespace) -> int:
+    """`verify ORDER_ID`: the order as the provider has it, judged again from the chain."""
+    from energy_async.coordinator import Coordinator
+    from energy_async.session import ProviderSession
+    from energy_async.verifier import Verifier
+
+    if args.provider is None:
+        raise InputError("verify ORDER_ID needs --provider (the provider of that order)")
+    order_id = args.order_id
+    if args.client_order_id is not None:
+        order_id = await _order_id_from_journal(args)
+    async with (
+        ProviderSession(_provider(args)) as session,
+        Verifier(base_url=_trongrid_url(args)) as verifier,
+    ):
+        order = await session.get_order(order_id)
+        _say(f"judging {order.provider} order {order.id} again from the chain (buying nothing)")
+        result = await Coordinator(session, verifier).recheck(order, deadline=args.deadline)
+    _show_result(args, result)
+    return exit_code(result.verdict)
 
 
 async def _quote(args: argparse.Namespace) -> int:

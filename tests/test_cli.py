@@ -619,3 +619,48 @@ async def test_demo_shows_the_whole_job_and_catches_the_cheat() -> None:
     for text in ("before", "after", "delegation tx", "timings", "demo finished"):
         assert text in run.stderr
     assert elapsed < 20.0
+
+
+async def test_verify_an_existing_order_judges_it_again_and_buys_nothing(served: Any) -> None:
+    sandbox, urls = served
+    honest, cheated = sandbox.new_target(), sandbox.new_target()
+    sandbox.mefree.delivery.for_target(cheated, Delivery.CLAIM_WITHOUT_DELEGATING)
+    placed = {}
+    for name, target in (("honest", honest), ("cheated", cheated)):
+        run = await cli(
+            "buy",
+            "--provider",
+            "mefree",
+            "--to",
+            target,
+            "--energy",
+            "65000",
+            "--no-verify",
+            "--client-order-id",
+            f"again-{name}",
+            "--json",
+            *urls_args(urls, "mefree"),
+        )
+        assert run.code == 0, run.stderr
+        placed[name] = run.json()["order"]["id"]
+    creates = sandbox.mefree.control.count("create")
+    verdicts = {}
+    for name, order_id in placed.items():
+        run = await cli(
+            "verify",
+            order_id,
+            "--provider",
+            "mefree",
+            "--deadline",
+            "4",
+            "--json",
+            *urls_args(urls, "mefree"),
+        )
+        no_traceback(run)
+        verdicts[name] = (run.json()["verdict"], run.code)
+        assert "evidence" in run.json()
+    assert verdicts == {"honest": ("DELIVERED", 0), "cheated": ("PROVIDER_MISMATCH", 1)}
+    assert sandbox.mefree.control.count("create") == creates  # nothing bought
+    assert sandbox.mefree.charges("again-honest") == 1
+    needs_provider = await cli("verify", placed["honest"], *urls_args(urls, "mefree"))
+    assert needs_provider.code == 2 and "--provider" in needs_provider.stderr

@@ -54,8 +54,8 @@ import anyio
 import msgspec
 from anyio.abc import AsyncResource
 
-from energy_async.errors import EnergyError, InvalidOrder, JournalError
-from energy_async.journal_contract import is_dsn
+from energy_async.errors import EnergyError, JournalError
+from energy_async.journal_contract import check_belongs, check_request, is_dsn, unknown_intent
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "EntryState", "Journal", "JournalEntry"]
@@ -220,13 +220,13 @@ class Journal(AsyncResource):
         an id is never re-pointed at another order.
         """
         for request in requests:
-            _check_request(request)
+            check_request(request)
         intents = tuple(requests)
         return await self._write(lambda db, now: _insert_intents(db, now, provider, intents))
 
     async def record_intent(self, provider: str, request: OrderRequest) -> JournalEntry:
         """Record one intent (see `record_intents`) and return its entry."""
-        _check_request(request)
+        check_request(request)
 
         def op(db: sqlite3.Connection, now: float) -> JournalEntry:
             _insert_intents(db, now, provider, (request,))
@@ -257,7 +257,7 @@ class Journal(AsyncResource):
 
     async def record_order(self, client_order_id: str, order: Order) -> None:
         """Record the provider's order: ORDERED (unless settled), and sent if it was not."""
-        _check_belongs(client_order_id, order.client_order_id, "order")
+        check_belongs(client_order_id, order.client_order_id, "order")
 
         def op(db: sqlite3.Connection, now: float) -> None:
             state = _state_of(db, client_order_id)
@@ -271,7 +271,7 @@ class Journal(AsyncResource):
         A final verdict settles the entry. UNKNOWN does not: the result is kept (for reports),
         the entry stays SENT or ORDERED, and a resume re-attaches it.
         """
-        _check_belongs(client_order_id, result.client_order_id, "result")
+        check_belongs(client_order_id, result.client_order_id, "result")
         final = result.verdict is not Verdict.UNKNOWN
 
         def op(db: sqlite3.Connection, now: float) -> None:
@@ -671,20 +671,6 @@ def _open_error(path: str, error: sqlite3.Error) -> JournalError:
 # --- row operations (run on the worker thread, inside a transaction) ----------------------------
 
 
-def _check_request(request: OrderRequest) -> None:
-    if not request.client_order_id:
-        raise InvalidOrder(
-            "a journaled request needs its client_order_id fixed before it is recorded"
-        )
-
-
-def _check_belongs(client_order_id: str, recorded_id: str | None, what: str) -> None:
-    if recorded_id is not None and recorded_id != client_order_id:
-        raise JournalError(
-            f"the {what} carries client_order_id {recorded_id!r}, not {client_order_id!r}"
-        )
-
-
 def _rank(state: EntryState) -> int:
     return list(EntryState).index(state)
 
@@ -728,12 +714,8 @@ def _state_of(db: sqlite3.Connection, client_order_id: str) -> EntryState:
         "SELECT state FROM entries WHERE client_order_id = ?", (client_order_id,)
     ).fetchone()
     if row is None:
-        raise _unknown(client_order_id)
+        raise unknown_intent(client_order_id)
     return EntryState(row[0])
-
-
-def _unknown(client_order_id: str) -> JournalError:
-    return JournalError(f"no intent is recorded for client_order_id {client_order_id!r}")
 
 
 def _store_order(
@@ -759,7 +741,7 @@ def _get(db: sqlite3.Connection, client_order_id: str) -> JournalEntry | None:
 def _require(db: sqlite3.Connection, client_order_id: str) -> JournalEntry:
     entry = _get(db, client_order_id)
     if entry is None:
-        raise _unknown(client_order_id)
+        raise unknown_intent(client_order_id)
     return entry
 
 

@@ -13,13 +13,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from energy_async.errors import InvalidOrder, JournalError
+
 if TYPE_CHECKING:
     from types import TracebackType
 
     from energy_async.journal import EntryState, JournalEntry
     from energy_async.models import DeliveryResult, Order, OrderRequest
 
-__all__ = ["JournalBackend", "is_dsn"]
+__all__ = [
+    "JournalBackend",
+    "check_belongs",
+    "check_request",
+    "is_dsn",
+    "unknown_intent",
+]
 
 _DSN_SCHEMES = ("postgresql://", "postgres://")
 
@@ -27,6 +35,26 @@ _DSN_SCHEMES = ("postgresql://", "postgres://")
 def is_dsn(location: str) -> bool:
     """A PostgreSQL connection URI (``postgresql://...``) rather than a file path."""
     return location.lower().startswith(_DSN_SCHEMES)
+
+
+def check_request(request: OrderRequest) -> None:
+    """A request is journalled only under its fixed ``client_order_id`` (every backend)."""
+    if not request.client_order_id:
+        raise InvalidOrder(
+            "a journaled request needs its client_order_id fixed before it is recorded"
+        )
+
+
+def check_belongs(client_order_id: str, recorded_id: str | None, what: str) -> None:
+    """An order or result is written only to the entry whose ``client_order_id`` it carries."""
+    if recorded_id is not None and recorded_id != client_order_id:
+        raise JournalError(
+            f"the {what} carries client_order_id {recorded_id!r}, not {client_order_id!r}"
+        )
+
+
+def unknown_intent(client_order_id: str) -> JournalError:
+    return JournalError(f"no intent is recorded for client_order_id {client_order_id!r}")
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ repeated); if it cannot reconnect before this worker's leases expire, every wait
 with `JournalUnavailable` naming the orders it held.
 
 Nothing secret is stored: the DSN is never written, shown only without its password, and an
-order's raw provider fields lose credential-like keys before they are stored.
+order's raw provider fields hold no credential-like keys (``Order`` drops them when built).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ import msgspec
 import psycopg
 from anyio.abc import AsyncResource
 
-from energy_async.errors import InvalidOrder, JournalError, JournalUnavailable
+from energy_async.errors import JournalError, JournalUnavailable
 from energy_async.journal import EntryState, JournalEntry
+from energy_async.journal_contract import check_belongs, check_request, unknown_intent
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 __all__ = ["APPLICATION", "SCHEMA_VERSION", "Claim", "PgJournal", "SpendLimits", "redact_dsn"]
@@ -58,7 +59,6 @@ _BACKOFF = (0.05, 2.0)  # first and longest pause between reconnection attempts
 _HOUR = 3600.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _STATES = [str(state) for state in EntryState]
-_SECRET_KEY = re.compile(r"key|secret|sign|token|password|auth|credential", re.IGNORECASE)
 
 _TABLES = frozenset({"meta", "entries", "budget", "credits"})
 _DDL = (
@@ -258,7 +258,7 @@ class _Change:
             state=state,
             sent=True,
             final=final,
-            order_json=_encode(_scrub_order(order)).decode(),
+            order_json=_encode(order).decode(),
             energy=order.energy,
             sun=sun,
             price=price,
@@ -359,12 +359,12 @@ class PgJournal(AsyncResource):
     async def record_intents(self, provider: str, requests: Sequence[OrderRequest]) -> int:
         """Record intents in one transaction; returns how many were new (see the contract)."""
         for request in requests:
-            _check_request(request)
+            check_request(request)
         intents = tuple(requests)
         return await self._write(lambda cur, now: self._insert_intents(cur, now, provider, intents))
 
     async def record_intent(self, provider: str, request: OrderRequest) -> JournalEntry:
-        _check_request(request)
+        check_request(request)
 
         async def op(cur: _Cursor, now: float) -> JournalEntry:
             await self._insert_intents(cur, now, provider, (request,))
@@ -392,7 +392,7 @@ class PgJournal(AsyncResource):
             )
             if await cur.fetchone() is None:
                 if await self._get(cur, client_order_id) is None:
-                    raise _unknown(client_order_id)
+                    raise unknown_intent(client_order_id)
                 raise JournalError(
                     f"order {client_order_id!r} is already settled; it must not be sent again"
                 )
@@ -401,7 +401,7 @@ class PgJournal(AsyncResource):
 
     async def record_order(self, client_order_id: str, order: Order) -> None:
         """Record the provider's order: ORDERED (unless settled), and sent if it was not."""
-        _check_belongs(client_order_id, order.client_order_id, "order")
+        check_belongs(client_order_id, order.client_order_id, "order")
         change = _Change.of_order(order, EntryState.ORDERED, final=False)
 
         async def op(cur: _Cursor, now: float) -> None:
@@ -411,7 +411,7 @@ class PgJournal(AsyncResource):
 
     async def record_result(self, client_order_id: str, result: DeliveryResult) -> None:
         """A final verdict settles the entry and ends its lease; UNKNOWN keeps it unsettled."""
-        _check_belongs(client_order_id, result.client_order_id, "result")
+        check_belongs(client_order_id, result.client_order_id, "result")
         final = result.verdict is not Verdict.UNKNOWN
         order = result.order
         if final:
@@ -423,7 +423,7 @@ class PgJournal(AsyncResource):
         else:
             nothing_bought = final and result.verdict is Verdict.REJECTED
             change = _Change(state=state, sent=not final, final=final, free=nothing_bought)
-        change.result = _encode(_scrub_result(result)).decode()
+        change.result = _encode(result).decode()
         change.verdict = str(result.verdict)
 
         credited, target = _credited(result), result.request.target
@@ -847,7 +847,7 @@ class PgJournal(AsyncResource):
         )
         row = await cur.fetchone()
         if row is None:
-            raise _unknown(client_order_id)
+            raise unknown_intent(client_order_id)
         delta_energy, delta_sun, was_unpriced = int(row[0]), int(row[1]), bool(row[2])
         price = change.price if change.price is not None and change.price > self._price else None
         release = 1 if was_unpriced and (change.price is not None or change.final) else 0
@@ -877,7 +877,7 @@ class PgJournal(AsyncResource):
     async def _require(self, cur: _Cursor, client_order_id: str) -> JournalEntry:
         entry = await self._get(cur, client_order_id)
         if entry is None:
-            raise _unknown(client_order_id)
+            raise unknown_intent(client_order_id)
         return entry
 
     async def _stream(
@@ -1148,22 +1148,6 @@ def _over_limit(
     return None
 
 
-def _scrub_raw(raw: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in raw.items() if not _SECRET_KEY.search(key)}
-
-
-def _scrub_order(order: Order) -> Order:
-    """Credential-like keys never reach the database (the provider's raw fields may hold them)."""
-    clean = _scrub_raw(order.raw)
-    return order if clean == order.raw else msgspec.structs.replace(order, raw=clean)
-
-
-def _scrub_result(result: DeliveryResult) -> DeliveryResult:
-    if result.order is None:
-        return result
-    return msgspec.structs.replace(result, order=_scrub_order(result.order))
-
-
 def _credited(result: DeliveryResult) -> tuple[str, ...]:
     """The delegation txs a settled verdict counts for its order (exclusivity's subject)."""
     if result.verdict not in (Verdict.DELIVERED, Verdict.UNDER_DELIVERED):
@@ -1173,24 +1157,6 @@ def _credited(result: DeliveryResult) -> tuple[str, ...]:
         return tuple(finding.txid for finding in findings if finding.counted)
     delegation = result.evidence.delegation
     return () if delegation is None else (delegation.txid,)
-
-
-def _check_request(request: OrderRequest) -> None:
-    if not request.client_order_id:
-        raise InvalidOrder(
-            "a journaled request needs its client_order_id fixed before it is recorded"
-        )
-
-
-def _check_belongs(client_order_id: str, recorded_id: str | None, what: str) -> None:
-    if recorded_id is not None and recorded_id != client_order_id:
-        raise JournalError(
-            f"the {what} carries client_order_id {recorded_id!r}, not {client_order_id!r}"
-        )
-
-
-def _unknown(client_order_id: str) -> JournalError:
-    return JournalError(f"no intent is recorded for client_order_id {client_order_id!r}")
 
 
 def _wrap(error: Exception) -> Exception:

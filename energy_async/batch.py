@@ -300,10 +300,15 @@ async def _unsettled(coordinator: Coordinator, journal: Journal) -> AsyncGenerat
     from energy_async.journal import EntryState
 
     # Exclusivity across resumes: every settled order keeps the txs it was credited.
+    session = coordinator.session
     async for entry in journal.iter_entries(state=EntryState.SETTLED):
         if entry.result is not None:
             coordinator.ledger.remember(entry.result)
+            if entry.result.order is not None and entry.provider == coordinator.provider:
+                session.note_order(entry.result.order.id, entry.client_order_id)
     async for entry in journal.iter_entries(provider=coordinator.provider):
+        if entry.order is not None:
+            session.note_order(entry.order.id, entry.client_order_id)
         if entry.state is EntryState.SETTLED:
             continue
         if entry.state is EntryState.INTENDED:
@@ -451,6 +456,8 @@ async def _settle(
     the orders beside it."""
     request = item.request
     try:
+        if item.resumed and item.order is None and journal is not None:
+            await _note_sent_before(coordinator, journal, request.client_order_id)
         return await coordinator.settle(
             request,
             deadline=deadline,
@@ -489,6 +496,21 @@ class _JournalHooks:
 
     async def on_order(self, client_order_id: str, order: Order) -> None:
         await self.journal.record_order(client_order_id, order)
+
+
+async def _note_sent_before(
+    coordinator: Coordinator, journal: Journal, client_order_id: str
+) -> None:
+    """A resumed order whose create may have left in an earlier run: a provider with no
+    idempotency key must reconcile it from the intent's time on, never send it blindly."""
+    from energy_async.providers._base import Idempotency
+
+    if coordinator.session.provider.idempotency is not Idempotency.NONE:
+        return
+    entry = await journal.get(client_order_id)
+    if entry is None:  # it was just read from this journal: never place it blind
+        raise JournalError(f"the journal lost {client_order_id!r} while resuming it")
+    coordinator.session.note_sent_before(client_order_id, entry.created_at)
 
 
 def _money_stop(exc: EnergyError) -> str:

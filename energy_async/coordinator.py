@@ -10,6 +10,7 @@ authentic), because the raw EnergyLimit delta lies whenever anything else touche
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
@@ -21,6 +22,7 @@ from energy_async import ledger as _ledger
 from energy_async.errors import ConfigurationError
 from energy_async.ledger import OrderLedger
 from energy_async.models import DeliveryResult, Order, OrderRequest
+from energy_async.reconcile import no_delegation_to
 from energy_async.watch.policy import PollPolicy
 from energy_async.watch.referee import Referee
 from energy_async.watch.witnesses import OrderHooks
@@ -50,6 +52,8 @@ class Coordinator:
     ) -> None:
         self.session = session
         self.verifier = verifier
+        if session.chain_probe is None:  # the chain's word when a lost create is reconciled
+            session.chain_probe = functools.partial(no_delegation_to, verifier)
         self.poll = poll or PollPolicy()
         # Our orders per target, shared by every Coordinator of the process unless given.
         self.ledger = ledger if ledger is not None else _ledger.DEFAULT_LEDGER

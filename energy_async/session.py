@@ -36,7 +36,6 @@ from energy_async._http import (
     safe_cause,
     shared_limiter,
 )
-from energy_async.address import to_base58
 from energy_async.errors import (
     AuthenticationError,
     BadResponse,
@@ -44,7 +43,6 @@ from energy_async.errors import (
     DuplicateOrder,
     EnergyError,
     ErrorContext,
-    InvalidAddress,
     InvalidOrder,
     NetworkError,
     NotSupported,
@@ -56,6 +54,7 @@ from energy_async.errors import (
 )
 from energy_async.models import Account, Order, OrderRequest, Quote
 from energy_async.providers._base import Idempotency, Provider, Refusal, Wire
+from energy_async.reconcile import Decision, Finding, decide, echoed_address, history_covers
 
 __all__ = ["DEFAULT_RATE_LIMIT", "REPLAY_MISMATCH", "ProviderSession", "RetryPolicy"]
 
@@ -77,6 +76,10 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _MAYBE_SENT = (aiohttp.ClientError, TimeoutError)
 
 T = TypeVar("T")
+
+# Pages of order history read to reconcile one create (TronSave: 50 orders a page): an intent
+# older than this many orders cannot be placed in the history, and stays UNKNOWN.
+_MAX_HISTORY_PAGES = 20
 
 
 def _shared_limiter(provider: Provider) -> RateLimiter:
@@ -116,6 +119,14 @@ class _ServerClock:
         # The server read its clock somewhere in [Date, Date + 1 s).
         estimate = self._date_ts + 0.5 - received_at
         self.offset = estimate if abs(estimate) > 1.0 else 0.0
+
+
+class _Sent(NamedTuple):
+    """When a create may first have left: on the provider's clock (this session measured its
+    offset when sending), or on ours (a journal's wall time, shifted when reconciled)."""
+
+    at: float
+    on_provider_clock: bool
 
 
 class _Call(NamedTuple):
@@ -181,7 +192,13 @@ class ProviderSession(AsyncResource):
             trace_configs=trace_configs,
         )
         self._closed = False
-        self._sent_once: set[str] = set()  # NONE capability: creates sent by this session
+        # NONE capability: when each create may first have been sent, and which intent each
+        # order already belongs to (so reconciliation never adopts it twice).
+        self._sent_once: dict[str, _Sent] = {}
+        self._claimed: dict[str, str] = {}
+        # ``await chain_probe(receiver)`` is True when the chain shows no delegation to it:
+        # the second witness reconciliation needs before it may send a create again.
+        self.chain_probe: Callable[[str], Awaitable[bool]] | None = None
         self._clock = _ServerClock()
         base = URL(provider.base_url)
         self._origin = str(base.origin())
@@ -250,8 +267,10 @@ class ProviderSession(AsyncResource):
         - LOOKUP_KEY: the key is looked up first, and a create is sent only when the provider
           answers that no such order exists; a create whose answer was lost is never resent
           blindly, only after another lookup proves it bought nothing.
-        - NONE: one create per ``client_order_id`` per session; after an unknown outcome this
-          session refuses to send another (`OutcomeUnknown`): nothing proves it bought nothing.
+        - NONE: one create per intent. After an unknown outcome (in this session, or one noted
+          by `note_sent_before` from a journal) nothing is sent until the order history and
+          the chain are reconciled (`energy_async.reconcile`): the order found is returned;
+          only a proof that nothing was bought lets a create go again; else `OutcomeUnknown`.
 
         Raises `OutcomeUnknown` when an attempt may have reached the provider and none
         settled; resolve it by calling ``place`` again with the same request.
@@ -313,25 +332,99 @@ class ProviderSession(AsyncResource):
         assert unknown is not None
         raise unknown
 
+    def note_sent_before(self, client_order_id: str, at: float) -> None:
+        """A create for ``client_order_id`` may have left at ``at`` (Unix seconds), in this
+        process or an earlier one (a resumed journal). For a provider without an idempotency
+        key, ``place`` then reconciles before it sends anything."""
+        if self._provider.idempotency is Idempotency.NONE:
+            self._sent_once.setdefault(client_order_id, _Sent(at, on_provider_clock=False))
+
+    def note_order(self, order_id: str, client_order_id: str) -> None:
+        """``order_id`` belongs to ``client_order_id`` (known from a journal): reconciliation of
+        any other intent never adopts it."""
+        if self._provider.idempotency is Idempotency.NONE:
+            self._claimed[order_id] = client_order_id
+
     async def _place_once(self, request: OrderRequest, meter: CallMeter | None) -> Order:
         cid = request.client_order_id
-        if cid in self._sent_once:
-            raise OutcomeUnknown(
-                f"{self._provider.name} has no idempotency key and an earlier create of "
-                f"{cid!r} may have bought energy; nothing proves it did not, so none is sent "
-                "again: reconcile by the provider's order list and the chain",
-                client_order_id=cid,
-                provider=self._provider.name,
+        sent = self._sent_once.get(cid)
+        if sent is not None:
+            decision = await self._reconcile(request, sent, meter)
+            if decision.finding is Finding.ADOPT:
+                assert decision.order is not None
+                return self._claim(decision.order, cid)
+            if decision.finding is Finding.UNPROVEN:
+                raise OutcomeUnknown(
+                    f"{self._provider.name} has no idempotency key and an earlier create of "
+                    f"{cid!r} may have bought energy; nothing proves it did not "
+                    f"({decision.reason}), so none is sent again",
+                    client_order_id=cid,
+                    provider=self._provider.name,
+                )
+            log.info(
+                "%s %s: %s; sending the create again", self._provider.name, cid, decision.reason
             )
-        self._sent_once.add(cid)
+        self._sent_once[cid] = _Sent(self._clock.now(), on_provider_clock=True)
         try:
-            return await self._create(request, meter, replay=False)
+            order = await self._create(request, meter, replay=False)
         except OutcomeUnknown:
             raise
         except EnergyError:
             # Refused, or never sent (a connection refused, throttled): nothing was bought.
-            self._sent_once.discard(cid)
+            del self._sent_once[cid]
             raise
+        return self._claim(order, cid)
+
+    def _claim(self, order: Order, client_order_id: str) -> Order:
+        self._claimed[order.id] = client_order_id
+        return order
+
+    async def _reconcile(
+        self, request: OrderRequest, sent: _Sent, meter: CallMeter | None
+    ) -> Decision:
+        """Read the order history back past the send and decide (`energy_async.reconcile`)."""
+        provider = self._provider
+
+        def since() -> float:  # on the provider's clock, as best known now
+            return sent.at if sent.on_provider_clock else sent.at + self._clock.offset
+
+        history: list[Order] = []
+        complete = False
+        try:
+            for page in range(_MAX_HISTORY_PAGES):
+                wire = provider.history_wire(page)
+                if wire is None:
+                    return Decision(Finding.UNPROVEN, "the provider documents no order history")
+                orders, more = await self._send(
+                    self._build(wire),
+                    functools.partial(provider.parse_history, page=page),
+                    meter=meter,
+                )
+                history.extend(orders)
+                if not more:
+                    complete = True
+                    break
+                if history_covers(history, since()):
+                    break
+        except EnergyError as exc:
+            return Decision(Finding.UNPROVEN, f"the order history could not be read: {exc}")
+        facts = functools.partial(
+            decide,
+            request,
+            history,
+            since=since(),
+            now=self._clock.now(),
+            complete=complete,
+            claimed=self._claimed,
+        )
+        decision = facts(chain_clear=None)
+        if decision.needs_chain and self.chain_probe is not None:
+            try:
+                clear = await self.chain_probe(request.target)
+            except EnergyError as exc:
+                return Decision(Finding.UNPROVEN, f"the chain could not be read: {exc}")
+            decision = facts(chain_clear=clear)
+        return decision
 
     async def create_order(
         self,
@@ -599,7 +692,7 @@ class ProviderSession(AsyncResource):
             raise BadResponse(
                 f"the provider answered with another client_order_id ({order.client_order_id!r})"
             )
-        if _normalised(order.target) != request.target or (
+        if echoed_address(order.target) != request.target or (
             request.energy is not None and order.energy not in (None, request.energy)
         ):
             raise DuplicateOrder(
@@ -623,14 +716,6 @@ class _ClockRejected(AuthenticationError):
             "attempts": self.attempts,
             "path": self.path,
         }
-
-
-def _normalised(address: str) -> str:
-    """An address echoed by a provider, as base58 (some echo the 41-hex form)."""
-    try:
-        return to_base58(address)
-    except InvalidAddress:
-        return address
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,9 +1,9 @@
 """TEnergy, iTRX and TronSave against their sandbox apps, written from their docs.
 
 Each provider, one behaviour per test: normal, split fill (two delegators), partial fill, a lost
-create response (exactly one charge, whatever the provider's idempotency capability), refusal,
-and bad input refused before anything is sent. The chain is frozen: blocks move only when a
-test says so.
+create response (exactly one charge, whatever the provider's idempotency capability; TronSave
+by reconciling from its order history), refusal, and bad input refused before anything is sent.
+The chain is frozen: blocks move only when a test says so.
 """
 
 from __future__ import annotations
@@ -179,7 +179,9 @@ async def test_itrx_creates_again_only_after_the_lookup_proves_there_is_none(
     assert sim.charges(order.client_order_id) == 1 and _orders_to(sim, target) == 1
 
 
-async def test_tronsave_lost_response_is_unknown_and_never_posted_again(world: World) -> None:
+async def test_tronsave_lost_response_is_found_in_the_history_and_never_posted_again(
+    world: World,
+) -> None:
     target = world.chain.new_account()
     sim = world.sims["tronsave"]
     sim.control.faults.inject(Fault.LOST_RESPONSE, endpoint="create")
@@ -187,10 +189,92 @@ async def test_tronsave_lost_response_is_unknown_and_never_posted_again(world: W
         request = session.prepare(target=target, energy=65_000)
         with pytest.raises(OutcomeUnknown):
             await session.place(request)
-        with pytest.raises(OutcomeUnknown, match="no idempotency key"):
-            await session.place(request)
-    assert sim.control.count("create") == 1
+        order = await session.place(request)  # reconciled from GET /v2/orders
+        again = await session.place(request)
+    assert order.id == again.id and order.target == target and order.energy == 65_000
+    assert sim.control.count("create") == 1 and sim.control.count("list") == 2
     assert _orders_to(sim, target) == 1
+
+
+async def _post_raw(world: World, target: str) -> None:
+    """A TronSave order for ``target`` made elsewhere (another process, the web site)."""
+    provider = world.provider("tronsave")
+    wire = provider.create_wire(provider.order_request(target=target, energy=65_000))
+    headers = provider.signer.headers(provider.api_key, "", 0.0, "POST", wire.path, wire.body)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(world.urls["tronsave"] + wire.path, data=wire.body, headers=headers) as reply,
+    ):
+        assert reply.status == 201
+
+
+async def test_tronsave_reconciliation_that_cannot_tell_is_unknown(world: World) -> None:
+    """Two orders of the same shape since the intent: which is ours is unknowable, so UNKNOWN;
+    and an order the session already holds is never adopted for a second intent."""
+    target = world.chain.new_account()
+    sim = world.sims["tronsave"]
+    await _post_raw(world, target)
+    sim.control.faults.inject(Fault.LOST_RESPONSE, endpoint="create")
+    async with world.session("tronsave") as session:
+        request = session.prepare(target=target, energy=65_000)
+        with pytest.raises(OutcomeUnknown):
+            await session.place(request)
+        with pytest.raises(OutcomeUnknown, match="2 orders in the history match"):
+            await session.place(request)
+        held = await session.create_order(target=target, energy=65_000)
+        second = session.prepare(target=target, energy=65_000)
+        session.note_sent_before(second.client_order_id, 0.0)
+        with pytest.raises(OutcomeUnknown, match="2 orders in the history match"):
+            await session.place(second)  # the unclaimed two, never ``held``
+    assert held.id in sim.orders
+    assert sim.control.count("create") == 3 and _orders_to(sim, target) == 3
+
+
+async def test_tronsave_unreadable_history_is_unknown(world: World) -> None:
+    target = world.chain.new_account()
+    sim = world.sims["tronsave"]
+    sim.control.faults.inject(Fault.LOST_RESPONSE, endpoint="create")
+    sim.control.faults.inject(Fault.SERVER_ERROR, endpoint="list", times=10)
+    async with world.session("tronsave") as session:
+        request = session.prepare(target=target, energy=65_000)
+        with pytest.raises(OutcomeUnknown):
+            await session.place(request)
+        with pytest.raises(OutcomeUnknown, match="history could not be read"):
+            await session.place(request)
+    assert sim.control.count("create") == 1 and _orders_to(sim, target) == 1
+
+
+@pytest.mark.parametrize("chain_clear", [True, False])
+async def test_tronsave_creates_again_only_when_history_and_chain_prove_nothing_was_bought(
+    world: World, chain_clear: bool
+) -> None:
+    target = world.chain.new_account()
+    sim = world.sims["tronsave"]
+    sim.control.faults.inject(Fault.SERVER_ERROR, endpoint="create")  # refused before acting
+    asked: list[str] = []
+
+    async def probe(receiver: str) -> bool:
+        asked.append(receiver)
+        return chain_clear
+
+    async with world.session("tronsave") as session:
+        session.chain_probe = probe
+        request = session.prepare(target=target, energy=65_000)
+        with pytest.raises(OutcomeUnknown):
+            await session.place(request)
+        with pytest.raises(OutcomeUnknown, match="not listed yet"):
+            await session.place(request)  # the create may still be on its way
+        assert asked == []
+        sim.clock_offset += 33  # 33 s later on the provider's clock
+        if chain_clear:
+            order = await session.place(request)
+            assert order.target == target
+        else:
+            with pytest.raises(OutcomeUnknown, match="delegations to the receiver"):
+                await session.place(request)
+    assert asked == [target]
+    assert sim.control.count("create") == (2 if chain_clear else 1)
+    assert _orders_to(sim, target) == (1 if chain_clear else 0)
 
 
 @pytest.mark.parametrize("name", NAMES)

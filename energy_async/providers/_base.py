@@ -332,6 +332,18 @@ class Provider(abc.ABC):
     def account_wire(self) -> Wire:
         return Wire("GET", self.account_path, "account")
 
+    def history_wire(self, page: int) -> Wire | None:
+        """One page of the account's orders, newest first (``None``: no history is documented).
+
+        Only a provider without an idempotency key needs it: it is how a create whose answer
+        was lost is found again (`energy_async.reconcile`).
+        """
+        return None
+
+    def parse_history(self, data: Any, page: int) -> tuple[list[Order], bool]:
+        """The orders of one history page and whether more pages follow."""
+        raise NotSupported(f"{self.name} has no documented order history", provider=self.name)
+
     def quote_wire(self, *, energy: int, duration: str) -> Wire:
         path, query = self.quote_query(energy=energy, duration=duration)
         return Wire("GET", path, "estimate", tuple(query))

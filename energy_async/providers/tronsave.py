@@ -5,7 +5,12 @@
 - ``POST /v2/buy-resource {resourceType: "ENERGY", resourceAmount, receiver, durationSec}``
   answers 201 ``{"error": false, "message": "Success", "data": {"orderId"}}``. There is **no
   idempotency key**: every POST may buy (the sandbox charges each one). The session sends one
-  create per intent and, after an unknown outcome, never another (`Idempotency.NONE`).
+  create per intent; after an unknown outcome it reconciles (`energy_async.reconcile`) from the
+  order history and never POSTs blindly (`Idempotency.NONE`).
+- History: ``GET /v2/orders?page=&pageSize=`` (``order-history.md``, no whitelist, unlike
+  ``/v2/internal/buyer/orders``) -> ``data.{data[], total}``, newest first, each entry shaped
+  like the order details. ``createdAt`` (Unix seconds) is documented only on the whitelisted
+  list; an entry without it cannot be placed in time, and reconciliation then proves nothing.
 - ``GET /v2/order/:id`` -> ``data.{id, receiver, resourceAmount, remainAmount, price,
   durationSec, fulfilledPercent, delegates[]{delegator, amount, txid}}``. No status field:
   ``fulfilledPercent == 100`` with ``remainAmount == 0`` reads as CONFIRMED, anything above 0 as
@@ -53,6 +58,7 @@ _CODES: tuple[tuple[str, type[ProviderError]], ...] = (
     ("NOT_FOUND", OrderNotFound),
 )
 _ANY = msgspec.json.Decoder()
+HISTORY_PAGE_SIZE = 50  # order-history.md: default 10, no maximum stated; 50 is modest
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -72,6 +78,12 @@ class _Order(msgspec.Struct, frozen=True):
     fulfilledPercent: float | None = None
     payoutAmount: int | None = None
     delegates: list[_Delegate] = msgspec.field(default_factory=list)
+    createdAt: int | None = None  # seconds; history entries only (see the module notes)
+
+
+class _History(msgspec.Struct, frozen=True):
+    data: list[Any]
+    total: int
 
 
 class _Created(msgspec.Struct, frozen=True):
@@ -117,6 +129,16 @@ class TronSave(Provider):
             "durationSec": int(self.wire_duration(request.duration)),
         }
         return Wire("POST", self.create_path, "create", body=_ENCODER.encode(body))
+
+    def history_wire(self, page: int) -> Wire | None:
+        query = (("page", str(page)), ("pageSize", str(HISTORY_PAGE_SIZE)))
+        return Wire("GET", "/v2/orders", "list", query)
+
+    def parse_history(self, data: Any, page: int) -> tuple[list[Order], bool]:
+        history = convert(data, _History, "tronsave order history")
+        orders = [self.parse_order(row) for row in history.data]
+        more = len(orders) == HISTORY_PAGE_SIZE and (page + 1) * HISTORY_PAGE_SIZE < history.total
+        return orders, more
 
     def quote_wire(self, *, energy: int, duration: str) -> Wire:
         body = {
@@ -172,6 +194,7 @@ class TronSave(Provider):
             energy=order.resourceAmount,
             duration=_DURATION_OF_SECONDS.get(seconds) if seconds is not None else None,
             delegate_hashes=tuple(d.txid for d in order.delegates if d.txid),
+            created_at_ms=order.createdAt * 1000 if order.createdAt is not None else None,
             raw=data,
             reported_phase=_phase(order),
         )

@@ -3,7 +3,9 @@
 Mounted at the host root of its prefix: ``POST /v2/buy-resource`` (JSON ``{resourceType,
 resourceAmount, receiver, durationSec, unitPrice?, options?}`` -> 201 ``{"error": false,
 "message": "Success", "data": {"orderId"}}``), ``GET /v2/order/:id``, ``POST
-/v2/order-book/estimate-buy-resource``, ``GET /v2/user-info``. The key goes in ``apikey``;
+/v2/order-book/estimate-buy-resource``, ``GET /v2/user-info``, and the order history ``GET
+/v2/orders?page=&pageSize=&status=`` (``order-history.md``: newest first, ``data.{data[],
+total}``). The key goes in ``apikey``;
 nothing is signed. There is no idempotency key: **every accepted POST charges** (charges are
 booked without a client id). Errors: ``{"error": true, "message": "TSAS:<n> <CODE>", "data":
 null}``, schema errors in Fastify's shape with HTTP 400.
@@ -11,8 +13,10 @@ null}``, schema errors in Fastify's shape with HTTP 400.
 An order's ``delegates[]`` lists one entry per delegation (two for a split fill);
 ``fulfilledPercent`` and ``remainAmount`` follow what was delegated (a PARTIAL delivery fills
 half and says so). Sandbox assumptions, documented nowhere: the unknown-order answer (404 with
-``ORDER_NOT_FOUND``), prices below (sun per energy per day, at least one day's worth), and that
-receivers must be activated.
+``ORDER_NOT_FOUND``), prices below (sun per energy per day, at least one day's worth), that
+receivers must be activated, and ``createdAt`` (Unix seconds) on history entries: the
+whitelisted ``/v2/internal/buyer/orders`` documents it (``list-orders.md``), ``/v2/orders`` does
+not show it in its example.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ __all__ = [
 ]
 
 TRONSAVE_API_KEY = "sandbox-tronsave-key"
+# When each order was accepted, on the provider's clock (the one its ``Date`` header shows).
+_ACCEPTED = web.AppKey("accepted", dict[str, float])
 DAY_PRICE_SUN = 30  # per unit of energy per day, at least a day's worth
 MAX_DURATION_SEC = 30 * 86_400
 _ERRORS = {
@@ -91,7 +97,7 @@ class _TronSaveFace:
 
 def build_tronsave_app(sim: ProviderSim) -> web.Application:
     face: Face = _TronSaveFace(sim)
-    return build_face_app(
+    app = build_face_app(
         sim,
         face,
         [
@@ -99,8 +105,11 @@ def build_tronsave_app(sim: ProviderSim) -> web.Application:
             ("GET", "/v2/order/{id}", _get, "get"),
             ("POST", "/v2/order-book/estimate-buy-resource", _estimate, "estimate"),
             ("GET", "/v2/user-info", _user_info, "account"),
+            ("GET", "/v2/orders", _history, "list"),
         ],
     )
+    app[_ACCEPTED] = {}
+    return app
 
 
 def _cost(amount: int, seconds: int) -> int:
@@ -150,6 +159,7 @@ async def _create(request: web.Request) -> web.Response:
     )
     if isinstance(placed, Refusal):
         raise Invalid(placed, "")
+    request.app[_ACCEPTED][placed.key] = sim.now()
     body = {"error": False, "message": "Success", "data": {"orderId": placed.key}}
     return json_response(201, body)
 
@@ -184,6 +194,41 @@ async def _user_info(request: web.Request) -> web.Response:
         "depositAddress": sim.recharge_address,
     }
     return json_response(200, {"error": False, "message": "Success", "data": data})
+
+
+async def _history(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    assert isinstance(sim, SplitSim)
+    page, size = _page_query(request)
+    status = request.query.get("status")
+    if status not in (None, "Active", "Completed"):
+        raise Invalid(
+            Refusal.INVALID_PARAMETER,
+            "querystring/status must be equal to one of the allowed values",
+        )
+    accepted = request.app[_ACCEPTED]
+    rows = [_history_row(sim, order, accepted) for order in list(sim.orders.values())[::-1]]
+    if status is not None:
+        rows = [row for row in rows if row["status"] == status]
+    data = {"data": rows[page * size : (page + 1) * size], "total": len(rows)}
+    return json_response(200, {"error": False, "message": "Success", "data": data})
+
+
+def _history_row(sim: SplitSim, order: SimOrder, accepted: dict[str, float]) -> dict[str, Any]:
+    row = _order(sim, order)
+    row["status"] = "Completed" if row["remainAmount"] == 0 else "Active"
+    row["createdAt"] = int(accepted.get(order.key, order.created_ms / 1000))
+    return row
+
+
+def _page_query(request: web.Request) -> tuple[int, int]:
+    values = []
+    for name, default in (("page", 0), ("pageSize", 10)):
+        text = request.query.get(name, str(default))
+        if not text.isdigit() or (name == "pageSize" and not 1 <= int(text) <= 100):
+            raise Invalid(Refusal.INVALID_PARAMETER, f"querystring/{name} is not valid")
+        values.append(int(text))
+    return values[0], values[1]
 
 
 def _order(sim: SplitSim, order: SimOrder) -> dict[str, Any]:

@@ -7,6 +7,7 @@
 and ``CATFEE_API_SECRET``, ..., ``TRONSAVE_API_KEY``), a TronGrid key if there is one, and
 builds one session, one shared verifier, one coordinator per provider and a `Router` over them.
 ``buy(provider="auto")`` routes to the cheapest safe provider; a provider's name buys there.
+``ready`` and ``buy_for_transfer`` answer "will this USDT transfer land?" and buy what it lacks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from decimal import Decimal
 from types import TracebackType
 from typing import Self
 
@@ -22,6 +24,16 @@ from energy_async.coordinator import Coordinator, PollPolicy
 from energy_async.errors import ConfigurationError
 from energy_async.models import DeliveryResult
 from energy_async.providers import PROVIDERS, Provider
+from energy_async.readiness import (
+    USDT,
+    Purchase,
+    ReadinessChecker,
+    TransferPurchase,
+    TransferReadiness,
+    buy_for_transfer,
+    buy_missing,
+    plan_purchase,
+)
 from energy_async.router import QuoteBoard, Router
 from energy_async.session import ProviderSession
 from energy_async.verifier import DEFAULT_BASE_URL, Verifier
@@ -56,6 +68,7 @@ class Client:
             for name, session in self.sessions.items()
         }
         self.router = Router(list(self.coordinators.values()))
+        self.readiness = ReadinessChecker(self.verifier)
         self._stack = AsyncExitStack()
 
     def __repr__(self) -> str:
@@ -129,14 +142,69 @@ class Client:
             return await self.router.buy(
                 target=target, energy=energy, duration=duration, deadline=deadline
             )
+        return await self._coordinator(provider).buy(
+            target=target, energy=energy, duration=duration, deadline=deadline
+        )
+
+    async def ready(
+        self, *, sender: str, receiver: str, amount: str | Decimal | int, token: str = USDT
+    ) -> TransferReadiness:
+        """Whether ``sender`` can send ``amount`` (token units) to ``receiver`` as it stands,
+        the fee_limit to set, and what it lacks; read from the chain, nothing bought."""
+        return await self.readiness.check(sender, receiver, amount, token=token)
+
+    async def buy_for_transfer(
+        self,
+        *,
+        sender: str,
+        receiver: str,
+        amount: str | Decimal | int,
+        token: str = USDT,
+        duration: str = "1h",
+        provider: str = "auto",
+        deadline: float = 120.0,
+    ) -> TransferPurchase:
+        """Buy exactly the energy this transfer lacks, verify it, and read readiness again.
+
+        ``provider="auto"`` routes the shortfall (in energy, rounded up to the providers'
+        minimum) like `buy`; a provider's name buys there, in its own units (Mefree's
+        ``transfers`` where that buys exactly the shortfall).
+        """
+        if provider != "auto":
+            return await buy_for_transfer(
+                self._coordinator(provider),
+                sender=sender,
+                receiver=receiver,
+                amount=amount,
+                token=token,
+                duration=duration,
+                deadline=deadline,
+                checker=self.readiness,
+            )
+
+        async def routed(purchase: Purchase) -> DeliveryResult:
+            assert purchase.energy is not None  # plan_purchase(..., None) buys energy
+            return await self.router.buy(
+                target=sender, energy=purchase.energy, duration=duration, deadline=deadline
+            )
+
+        return await buy_missing(
+            self.readiness,
+            sender=sender,
+            receiver=receiver,
+            amount=amount,
+            token=token,
+            plan=lambda missing: plan_purchase(missing, None),
+            buy=routed,
+        )
+
+    async def quotes(self, *, energy: int, duration: str = "1h") -> QuoteBoard:
+        return await self.router.quotes(energy=energy, duration=duration)
+
+    def _coordinator(self, provider: str) -> Coordinator:
         coordinator = self.coordinators.get(provider)
         if coordinator is None:
             raise ConfigurationError(
                 f"provider {provider!r} is not configured; configured: {list(self.sessions)}"
             )
-        return await coordinator.buy(
-            target=target, energy=energy, duration=duration, deadline=deadline
-        )
-
-    async def quotes(self, *, energy: int, duration: str = "1h") -> QuoteBoard:
-        return await self.router.quotes(energy=energy, duration=duration)
+        return coordinator

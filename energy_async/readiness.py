@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -65,6 +65,7 @@ __all__ = [
     "TransferPurchase",
     "TransferReadiness",
     "buy_for_transfer",
+    "buy_missing",
     "fee_limit_for",
     "judge",
     "parse_amount",
@@ -221,9 +222,10 @@ def transfer_bytes(raw_without_fee_limit: int, fee_limit: int) -> int:
     return raw + 1 + _varint_len(raw) + _SIGNATURE_FIELD + _MAX_RESULT_SIZE_IN_TX
 
 
-def plan_purchase(missing: int, provider: Provider) -> Purchase | None:
-    """What to order for ``missing`` energy: nothing, ``energy`` rounded up to the provider's
-    minimum, or Mefree's ``transfers`` count where it buys exactly that same energy.
+def plan_purchase(missing: int, provider: Provider | None) -> Purchase | None:
+    """What to order for ``missing`` energy: nothing, ``energy`` rounded up to the providers'
+    minimum, or Mefree's ``transfers`` count where it buys exactly that same energy (never
+    with ``provider=None``: an order a router may send to any provider is in energy).
 
     A count of n is n x 65,000 energy in this library's accounting; it is chosen only where that
     equals the quantity order (a shortfall up to 65,000, or a multiple of it). Whether a count
@@ -232,7 +234,7 @@ def plan_purchase(missing: int, provider: Provider) -> Purchase | None:
     if missing <= 0:
         return None
     energy = max(MIN_ENERGY, missing)
-    if provider.supports_transfers and energy % ENERGY_PER_TRANSFER == 0:
+    if provider is not None and provider.supports_transfers and energy % ENERGY_PER_TRANSFER == 0:
         return Purchase(transfers=energy // ENERGY_PER_TRANSFER)
     return Purchase(energy=energy)
 
@@ -627,36 +629,64 @@ async def buy_for_transfer(
     deadline: float = 120.0,
     checker: ReadinessChecker | None = None,
 ) -> TransferPurchase:
-    """Buy exactly the energy ``sender`` lacks for this transfer, verify it, and re-read.
+    """Buy exactly the energy ``sender`` lacks for this transfer from ``coordinator``'s
+    provider, verify it, and re-read (see `buy_missing`)."""
+
+    async def buy(purchase: Purchase) -> DeliveryResult:
+        return await coordinator.buy(
+            target=sender,
+            energy=purchase.energy,
+            transfers=purchase.transfers,
+            duration=duration,
+            client_order_id=client_order_id,
+            deadline=deadline,
+        )
+
+    provider = coordinator.session.provider
+    return await buy_missing(
+        checker or ReadinessChecker(coordinator.verifier),
+        sender=sender,
+        receiver=receiver,
+        amount=amount,
+        token=token,
+        plan=lambda missing: plan_purchase(missing, provider),
+        buy=buy,
+    )
+
+
+async def buy_missing(
+    checker: ReadinessChecker,
+    *,
+    sender: str,
+    receiver: str,
+    amount: str | Decimal | int,
+    token: str,
+    plan: Callable[[int], Purchase | None],
+    buy: Callable[[Purchase], Awaitable[DeliveryResult]],
+) -> TransferPurchase:
+    """Read readiness, buy what ``plan`` makes of the shortfall through ``buy``, read again.
 
     Nothing is bought when nothing is missing, or when energy alone cannot make it land: the
     transfer would revert, the sender is not activated (it could not even receive a
     delegation), no fee_limit is high enough, or its TRX cannot pay the bandwidth (rented energy
-    would expire unused while that is fixed). Otherwise the shortfall, rounded up to what the
-    provider sells, goes through ``coordinator.buy`` (the same verdict and evidence), and
-    readiness is read again: READY, or what is still missing (a delegation worth a few units
-    less than ordered after TotalEnergyWeight drift shows up here, to be burned at the energy
-    price or topped up). Errors reading the chain before the order raise (nothing was bought);
-    after it, they land in ``after_error`` next to the verdict.
+    would expire unused while that is fixed). Otherwise the shortfall, rounded up by ``plan`` to
+    what the provider sells, goes through ``buy`` (a coordinator's or a router's: the same
+    verdict and evidence), and readiness is read again: READY, or what is still missing (a
+    delegation worth a few units less than ordered after TotalEnergyWeight drift shows up
+    here, to be burned at the energy price or topped up). Errors reading the chain before the
+    order raise (nothing was bought); after it, they land in ``after_error`` next to the
+    verdict.
     """
-    checker = checker or ReadinessChecker(coordinator.verifier)
     before = await checker.check(sender, receiver, amount, token=token)
     buyable = (
         before.state is ReadyState.NOT_READY
         and before.fee_limit_sun is not None
         and before.balance_sun >= before.bandwidth_burn_sun
     )
-    purchase = plan_purchase(before.energy_missing, coordinator.session.provider)
+    purchase = plan(before.energy_missing)
     if not buyable or purchase is None:
         return TransferPurchase(before=before, purchase=None, result=None, after=before)
-    result = await coordinator.buy(
-        target=before.sender,
-        energy=purchase.energy,
-        transfers=purchase.transfers,
-        duration=duration,
-        client_order_id=client_order_id,
-        deadline=deadline,
-    )
+    result = await buy(purchase)
     try:
         after = await checker.check(sender, receiver, amount, token=token)
     except EnergyError as error:  # bought already: report the verdict, never raise it away

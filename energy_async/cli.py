@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -1075,7 +1076,7 @@ def _most_telling(errors: list[BaseException]) -> BaseException:
 def _answer(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one line for an error that ended a command."""
     if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted"
+        return EXIT_INTERRUPTED, "interrupted" + (f" by {exc.args[0]}" if exc.args else "")
     if isinstance(exc, AuthenticationError):
         return EXIT_USAGE, f"credentials refused: {_one_line(exc)}"
     if isinstance(exc, InputError):
@@ -1107,6 +1108,7 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
     async def runner() -> int:
         return await handler(args)
 
+    previous = _terminate_like_ctrl_c()
     try:
         return anyio.run(runner)
     except BaseException as caught:
@@ -1117,6 +1119,26 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
         logging.getLogger("energy_async.cli").debug("the command failed", exc_info=caught)
         _say(f"energy-async: {line}")
         return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_like_ctrl_c() -> signal._HANDLER:
+    """SIGTERM ends a command the way Ctrl-C does (one line, exit 130), not silently.
+
+    While a batch drains its orders it listens for both signals itself (stop sending, let
+    orders settle); before and after that, e.g. during the credentials check before anything
+    is sent, this handler answers. Returns the handler it replaced (None off the main thread,
+    where Python allows no signal handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _configure_logging(verbosity: int) -> None:

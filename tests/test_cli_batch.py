@@ -416,6 +416,37 @@ async def test_sigint_stops_sending_lets_orders_settle_and_prints_the_resume_com
     assert counts["SENT"] + counts["ORDERED"] == 2 and counts["INTENDED"] == 6
 
 
+@pytest.mark.slow
+async def test_sigterm_during_the_credentials_check_says_so_and_sends_nothing(
+    served: Any, tmp_path: Path
+) -> None:
+    """Before any order is sent, SIGTERM ends the batch like Ctrl-C: one line, exit 130."""
+    sandbox, urls = served
+    rows = rows_file(tmp_path, [sandbox.new_target() for _ in range(3)])
+    faults = sandbox.catfee.control.faults
+    faults.inject(Fault.LATENCY, endpoint="account", delay=30.0)  # the check hangs
+    command = [
+        *("batch", "--provider", "catfee", str(rows), "--journal", str(tmp_path / "j.db")),
+        *urls_args(urls, "catfee"),
+    ]
+    async with await anyio.open_process(
+        [sys.executable, "-m", "energy_async", *command], env=ENV
+    ) as process:
+        with anyio.fail_after(30):
+            while faults.pending():  # noqa: ASYNC110 - the account request has arrived
+                await anyio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        assert process.stderr is not None
+        stderr = b""
+        async for chunk in process.stderr:
+            stderr += chunk
+        code = await process.wait()
+    lines = stderr.decode().strip().splitlines()
+    assert code == 130, lines
+    assert lines == ["energy-async: interrupted by SIGTERM"]
+    assert sandbox.catfee.control.count("create") == 0
+
+
 # --- 6. input as people write it ---------------------------------------------------------------
 
 

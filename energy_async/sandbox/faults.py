@@ -84,6 +84,10 @@ class FaultPlan:
         if rate:
             self._rates.append(_Rate(Fault(fault), endpoint, rate, params))
 
+    def pending(self) -> int:
+        """Injected faults not yet drawn (a test waits on this to know a request arrived)."""
+        return sum(item.remaining for item in self._injected)
+
     def clear(self) -> None:
         self._injected.clear()
         self._rates.clear()

@@ -1,5 +1,7 @@
 """Batch input files: CSV (header ``to,energy`` and optional ``duration``, ``client_order_id``,
-``transfers``) or JSON Lines with the same keys.
+``transfers``) or JSON Lines with the same keys; or payout files (header
+``from,usdt_to,amount``, optional ``duration``): the transfers a service is about to send, for
+which the batch buys exactly the energy each sender lacks (see `payouts`).
 
 CSV as spreadsheets write it: with or without a UTF-8 BOM, comma- or semicolon-separated
 (sniffed from the header), header names in any case. A header with a repeated or unknown column
@@ -11,21 +13,58 @@ then send) without holding thousands of requests in memory.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import enum
 import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
+from energy_async.address import validate_address
 from energy_async.errors import InputError
 from energy_async.models import OrderRequest
 
-__all__ = ["BatchFileError", "RowProblem", "lines_of", "problems_text", "read_requests"]
+__all__ = [
+    "BatchFileError",
+    "FileKind",
+    "Payout",
+    "RowProblem",
+    "kind_of",
+    "lines_of",
+    "problems_text",
+    "read_payouts",
+    "read_requests",
+]
 
-_KNOWN = frozenset({"to", "energy", "transfers", "duration", "client_order_id"})
 _MAX_PROBLEMS_SHOWN = 50
+
+
+class FileKind(enum.Enum):
+    """What a file's rows are: orders (``to``, ``energy``) or payouts (``from``, ``usdt_to``,
+    ``amount``); its header (or first JSON object) says which, never a guess per row."""
+
+    ORDERS = "orders"
+    PAYOUTS = "payouts"
+
+    @property
+    def known(self) -> frozenset[str]:
+        if self is FileKind.ORDERS:
+            return frozenset({"to", "energy", "transfers", "duration", "client_order_id"})
+        return frozenset({"from", "usdt_to", "amount", "duration"})
+
+    def lacks(self, names: set[str]) -> bool:
+        """Whether a header with these names misses a column this kind needs."""
+        if self is FileKind.ORDERS:
+            return "to" not in names or not ({"energy", "transfers"} & names)
+        return not {"from", "usdt_to", "amount"} <= names
+
+    @staticmethod
+    def of(names: set[str]) -> FileKind:
+        return FileKind.PAYOUTS if {"usdt_to", "from", "amount"} & names else FileKind.ORDERS
 
 
 class BatchFileError(InputError):
@@ -57,7 +96,7 @@ def read_requests(
     ``client_order_id`` a stable one (so a resumed run can find them again).
     """
     seen_ids: set[str] = set()
-    for line, fields in _rows(Path(path)):
+    for line, fields in _rows(Path(path), FileKind.ORDERS):
         problem = _shape(fields)
         if problem:
             yield line, RowProblem(line, problem)
@@ -82,10 +121,60 @@ def read_requests(
         yield line, request
 
 
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """One transfer of a payout file, its addresses checked and its amount a positive number."""
+
+    sender: str
+    receiver: str
+    amount: str  # token units as written ("12.5"); the token's decimals are the chain's
+    duration: str
+
+
+def kind_of(path: str | Path) -> FileKind:
+    """Whether ``path`` holds orders or payouts, from its header (or first JSON object)."""
+    path = Path(path)
+    with _reading(path) as handle:
+        if _is_jsonl(path):
+            first = next((text for text in handle if text.strip()), "{}")
+            try:
+                value = json.loads(first)
+            except (ValueError, RecursionError):
+                return FileKind.ORDERS  # the row is refused when read, with its line
+            return FileKind.of(set(value)) if isinstance(value, dict) else FileKind.ORDERS
+        first = handle.readline()
+        header = next(csv.reader([first], delimiter=_delimiter(first)), [])
+        return FileKind.of({name.strip().lower() for name in header})
+
+
+def read_payouts(path: str | Path) -> Iterator[tuple[int, Payout | RowProblem]]:
+    """``(line, payout)`` for good rows and ``(line, problem)`` for bad ones, in file order."""
+    for line, fields in _rows(Path(path), FileKind.PAYOUTS):
+        problem = fields.get("__error__")
+        if problem:
+            yield line, RowProblem(line, problem)
+            continue
+        try:
+            sender = validate_address(fields.get("from", ""))
+            receiver = validate_address(fields.get("usdt_to", ""))
+        except InputError as exc:
+            yield line, RowProblem(line, exc.message)
+            continue
+        amount = fields.get("amount", "")
+        try:
+            positive = Decimal(amount) > 0 and Decimal(amount).is_finite()
+        except InvalidOperation:
+            positive = False
+        if not positive:
+            yield line, RowProblem(line, f"amount must be a positive number, got {amount!r}")
+            continue
+        yield line, Payout(sender, receiver, amount, fields.get("duration") or "1h")
+
+
 def lines_of(path: str | Path, client_order_ids: set[str]) -> dict[str, int]:
     """The line of each row that carries one of these ``client_order_id`` values."""
     found: dict[str, int] = {}
-    for line, fields in _rows(Path(path)):
+    for line, fields in _rows(Path(path), FileKind.ORDERS):
         cid = fields.get("client_order_id")
         if cid in client_order_ids:
             found[cid] = line
@@ -99,7 +188,9 @@ def problems_text(problems: list[RowProblem], total: int) -> str:
     return "\n".join(shown)
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[TextIO]:
+    """The file as text, its read errors as one `BatchFileError` naming it."""
     try:
         # utf-8-sig: a BOM (Excel's "CSV UTF-8") is read as no BOM.
         handle = path.open(encoding="utf-8-sig", newline="")
@@ -107,40 +198,50 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         raise BatchFileError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
         try:
-            if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-                yield from _jsonl(handle)
-            else:
-                yield from _csv(handle, path)
+            yield handle
         except UnicodeDecodeError:
             raise BatchFileError(f"{path} is not UTF-8 text") from None
         except OSError as exc:
             raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _csv(handle: TextIO, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".ndjson", ".json")
+
+
+def _delimiter(header: str) -> str:
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+def _rows(path: Path, kind: FileKind) -> Iterator[tuple[int, dict[str, str]]]:
+    with _reading(path) as handle:
+        if _is_jsonl(path):
+            yield from _jsonl(handle, kind)
+        else:
+            yield from _csv(handle, path, kind)
+
+
+def _csv(handle: TextIO, path: Path, kind: FileKind) -> Iterator[tuple[int, dict[str, str]]]:
     first = handle.readline()
-    delimiter = ";" if first.count(";") > first.count(",") else ","
+    delimiter = _delimiter(first)
     reader = csv.reader(itertools.chain([first], handle), delimiter=delimiter)
     try:
         raw_header = next(reader, [])
         header = [name.strip().lower() for name in raw_header]
         found = delimiter.join(raw_header)[:200]
-        if "to" not in header or not ({"energy", "transfers"} & set(header)):
-            raise BatchFileError(
-                f"{path}: the first line must be a CSV header with 'to' and 'energy' "
-                f"(optional: duration, client_order_id, transfers); found {found!r}"
-            )
+        if kind.lacks(set(header)):
+            raise BatchFileError(f"{path}: {_HEADER_WANTED[kind]}; found {found!r}")
         repeated = sorted({name for name in header if header.count(name) > 1})
         if repeated:
             raise BatchFileError(
                 f"{path}: column(s) {', '.join(repeated)} appear more than once in the header"
                 f" {found!r}"
             )
-        unknown = [name for name in header if name not in _KNOWN]
+        unknown = [name for name in header if name not in kind.known]
         if unknown:
             raise BatchFileError(
                 f"{path}: unknown column(s) {', '.join(unknown)} in the header {found!r}"
-                f" (known: {', '.join(sorted(_KNOWN))})"
+                f" (known: {', '.join(sorted(kind.known))})"
             )
         for row in reader:
             if len(row) > len(header):
@@ -154,19 +255,27 @@ def _csv(handle: TextIO, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         raise BatchFileError(f"{path}: line {reader.line_num}: {exc}") from None
 
 
-def _jsonl(handle: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
+_HEADER_WANTED = {
+    FileKind.ORDERS: "the first line must be a CSV header with 'to' and 'energy' (optional:"
+    " duration, client_order_id, transfers)",
+    FileKind.PAYOUTS: "a payout file's first line must be a CSV header with 'from', 'usdt_to'"
+    " and 'amount' (optional: duration)",
+}
+
+
+def _jsonl(handle: TextIO, kind: FileKind) -> Iterator[tuple[int, dict[str, str]]]:
     for line, text in enumerate(handle, start=1):
         if not text.strip():
             continue
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_float=str)  # 12.5 stays "12.5", never a float
         except (ValueError, RecursionError):
             yield line, {"__error__": "not a JSON object"}
             continue
         if not isinstance(value, dict):
             yield line, {"__error__": "not a JSON object"}
             continue
-        unknown = sorted(set(value) - _KNOWN)
+        unknown = sorted(set(value) - kind.known)
         if unknown:
             yield line, {"__error__": f"unknown key(s) {', '.join(unknown)}"}
             continue

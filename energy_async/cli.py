@@ -44,9 +44,11 @@ from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 if TYPE_CHECKING:
     from energy_async.batch import BatchRun, Outcome, SpendGuard
+    from energy_async.batchfile import RowProblem
     from energy_async.client import Client
     from energy_async.coordinator import Coordinator
     from energy_async.journal import Journal
+    from energy_async.payouts import PlannedSender
     from energy_async.providers import Provider
     from energy_async.report import BatchSummary, Progress, ReportWriter
 
@@ -310,6 +312,11 @@ def _add_batch(commands: argparse._SubParsersAction[_Parser]) -> None:
     ):
         batch.add_argument(f"--{name}", type=_count, metavar="N", help=f"spend limit: {what}")
     batch.add_argument("--max-trx", type=_trx, metavar="TRX", help="spend limit: TRX in total")
+    batch.add_argument(
+        "--token",
+        metavar="ADDRESS",
+        help="for a payout file (from,usdt_to,amount): the TRC20 contract (default USDT)",
+    )
     _trongrid_option(batch)
     _json_option(batch)
     batch.set_defaults(handler=_batch)
@@ -626,7 +633,7 @@ async def _spend_guard(args: argparse.Namespace, coordinator: Coordinator) -> Sp
 async def _run_batch(
     args: argparse.Namespace, coordinator: Coordinator, guard: SpendGuard | None
 ) -> int:
-    from energy_async.batchfile import RowProblem, problems_text, read_requests
+    from energy_async.batchfile import FileKind, kind_of, read_requests
     from energy_async.journal import Journal
 
     journal = None
@@ -651,29 +658,32 @@ async def _run_batch(
             return f"ea-{run_id}-{line}"
 
         prepare = coordinator.session.prepare
-        total = 0
-        problems: list[RowProblem] = []
-        problem_count = 0
-        for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
-            if isinstance(item, OrderRequest):
-                total += 1
-            else:
-                problem_count += 1
-                if len(problems) < 50:
-                    problems.append(item)
-        if problem_count and not args.skip_invalid:
-            raise InputError(
-                f"{problem_count} bad row(s) in {args.file}, nothing was sent "
-                f"(fix them, or pass --skip-invalid):\n{problems_text(problems, problem_count)}"
-            )
-        if problem_count:
-            _say(f"skipping {problem_count} bad row(s):\n{problems_text(problems, problem_count)}")
-        if not total:
-            raise InputError(f"{args.file} has no rows to buy for")
+        planned: list[PlannedSender] = []
+        if kind_of(args.file) is FileKind.PAYOUTS:
+            if shared:
+                raise InputError(
+                    "a payout file is planned against the chain when it is loaded, which workers"
+                    " sharing a postgresql:// journal cannot repeat alike; use a --journal file,"
+                    " or a file of orders (to,energy)"
+                )
+            planned = await _plan_payouts(args, coordinator, journal, id_for_line)
+
+            def rows() -> Iterator[tuple[int, OrderRequest | RowProblem]]:
+                return ((p.line, p.request) for p in planned if p.request is not None)
+
+            total = sum(1 for p in planned if p.request is not None or p.journalled)
+            if not total:
+                return EXIT_OTHER if _not_bought(planned) else EXIT_DELIVERED
+        else:
+
+            def rows() -> Iterator[tuple[int, OrderRequest | RowProblem]]:
+                return read_requests(args.file, prepare, id_for_line=id_for_line)
+
+            total = _count_good_rows(args, rows())
         _warn_if_throttled(coordinator, total)
 
         def good_requests() -> Iterator[OrderRequest]:
-            for _, item in read_requests(args.file, prepare, id_for_line=id_for_line):
+            for _, item in rows():
                 if isinstance(item, OrderRequest):
                     yield item
 
@@ -712,10 +722,99 @@ async def _run_batch(
                 deadline=args.deadline,
                 spend_guard=guard,
             )
-        return await _drain(args, batch, total)
+        code = await _drain(args, batch, total)
+        return EXIT_OTHER if code == EXIT_DELIVERED and _not_bought(planned) else code
     finally:
         if journal is not None:
             await journal.aclose()
+
+
+def _count_good_rows(
+    args: argparse.Namespace, items: Iterable[tuple[int, object | RowProblem]]
+) -> int:
+    """How many rows are good; bad ones stop the batch (nothing sent) unless --skip-invalid."""
+    from energy_async.batchfile import RowProblem, problems_text
+
+    total = 0
+    problems: list[RowProblem] = []
+    problem_count = 0
+    for _, item in items:
+        if not isinstance(item, RowProblem):
+            total += 1
+            continue
+        problem_count += 1
+        if len(problems) < 50:
+            problems.append(item)
+    if problem_count and not args.skip_invalid:
+        raise InputError(
+            f"{problem_count} bad row(s) in {args.file}, nothing was sent "
+            f"(fix them, or pass --skip-invalid):\n{problems_text(problems, problem_count)}"
+        )
+    if problem_count:
+        _say(f"skipping {problem_count} bad row(s):\n{problems_text(problems, problem_count)}")
+    if not total:
+        raise InputError(f"{args.file} has no rows to buy for")
+    return total
+
+
+async def _plan_payouts(
+    args: argparse.Namespace,
+    coordinator: Coordinator,
+    journal: Journal | None,
+    id_for_line: Callable[[int], str],
+) -> list[PlannedSender]:
+    """Read a payout file's transfers against the chain: one order per sender for what it
+    lacks (payouts.py); says what each sender gets, and buys nothing."""
+    from energy_async.batchfile import Payout, read_payouts
+    from energy_async.payouts import plan_file
+    from energy_async.readiness import ReadinessChecker
+
+    _count_good_rows(args, read_payouts(args.file))
+    good = [(line, p) for line, p in read_payouts(args.file) if isinstance(p, Payout)]
+
+    async def journalled(client_order_id: str) -> bool:
+        return journal is not None and await journal.get(client_order_id) is not None
+
+    try:
+        planned = await plan_file(
+            good,
+            checker=ReadinessChecker(coordinator.verifier),
+            provider=coordinator.session.provider,
+            prepare=coordinator.session.prepare,
+            id_for_line=id_for_line,
+            token=_token(args),
+            journalled=journalled,
+        )
+    except _CHAIN_DOWN as exc:
+        raise NothingBought(
+            f"TronGrid could not be read to plan the payouts ({exc.message}); nothing was sent",
+            service="trongrid",
+            host=URL(coordinator.verifier.base_url or "").host,
+        ) from None
+    ordered = [p for p in planned if p.request is not None]
+    ready = [p for p in planned if p.request is None and p.reason.startswith("ready")]
+    _say(
+        f"payouts: {len(good)} transfer(s) from {len(planned)} sender(s): {len(ordered)} to buy"
+        f" for, {len(ready)} ready already, {len(_not_bought(planned))} energy cannot help"
+    )
+    for sender in planned:
+        if sender.request is None and not sender.journalled:
+            _say(f"  line {sender.line} {sender.sender}: {sender.reason}")
+            if args.json:
+                _write_json(
+                    {
+                        "verdict": None,
+                        "lines": list(sender.lines),
+                        "to": sender.sender,
+                        "not_sent": sender.reason,
+                    }
+                )
+    return planned
+
+
+def _not_bought(planned: list[PlannedSender]) -> list[PlannedSender]:
+    """Senders whose transfers will not land and for whom nothing is bought."""
+    return [p for p in planned if p.reason.startswith("not bought")]
 
 
 _STATES = ("INTENDED", "SENT", "ORDERED", "SETTLED")

@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,24 @@ def bought_once_each(sandbox: Sandbox, ids: list[str]) -> None:
     charges = sandbox.catfee.charge_counts()
     assert {cid: charges.get(cid, 0) for cid in ids} == dict.fromkeys(ids, 1)
     assert sum(charges.values()) == len(ids)  # nothing else bought either
+
+
+async def signalled(
+    command: list[str], signum: signal.Signals, *, when: Callable[[], bool]
+) -> tuple[int, str]:
+    """Run the CLI, send it ``signum`` once ``when()`` holds; its exit code and stderr."""
+    async with await anyio.open_process(
+        [sys.executable, "-m", "energy_async", *command], env=ENV
+    ) as process:
+        with anyio.fail_after(30):
+            while not when():  # noqa: ASYNC110 - the sandbox offers no event to wait on
+                await anyio.sleep(0.02)
+        process.send_signal(signum)
+        assert process.stderr is not None
+        stderr = b""
+        async for chunk in process.stderr:
+            stderr += chunk
+        return await process.wait(), stderr.decode()
 
 
 # --- 1. journal states: UNKNOWN, not sent and unsettled are finished by --resume ---------------
@@ -394,19 +413,9 @@ async def test_sigint_stops_sending_lets_orders_settle_and_prints_the_resume_com
         *("--concurrency", "2", "--deadline", "60", "--grace", "0.5"),
         *urls_args(urls, "catfee"),
     ]
-    async with await anyio.open_process(
-        [sys.executable, "-m", "energy_async", *command], env=ENV
-    ) as process:
-        with anyio.fail_after(30):
-            while sandbox.catfee.control.count("create") < 2:  # noqa: ASYNC110
-                await anyio.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        assert process.stderr is not None
-        stderr = b""
-        async for chunk in process.stderr:
-            stderr += chunk
-        code = await process.wait()
-    text = stderr.decode()
+    code, text = await signalled(
+        command, signal.SIGINT, when=lambda: sandbox.catfee.control.count("create") >= 2
+    )
     assert code == 130, text
     assert "Traceback" not in text
     assert "unsettled client_order_ids:" in text and "--resume" in text
@@ -429,19 +438,9 @@ async def test_sigterm_during_the_credentials_check_says_so_and_sends_nothing(
         *("batch", "--provider", "catfee", str(rows), "--journal", str(tmp_path / "j.db")),
         *urls_args(urls, "catfee"),
     ]
-    async with await anyio.open_process(
-        [sys.executable, "-m", "energy_async", *command], env=ENV
-    ) as process:
-        with anyio.fail_after(30):
-            while faults.pending():  # noqa: ASYNC110 - the account request has arrived
-                await anyio.sleep(0.02)
-        process.send_signal(signal.SIGTERM)
-        assert process.stderr is not None
-        stderr = b""
-        async for chunk in process.stderr:
-            stderr += chunk
-        code = await process.wait()
-    lines = stderr.decode().strip().splitlines()
+    # Sent once the account request has arrived (its fault is drawn).
+    code, text = await signalled(command, signal.SIGTERM, when=lambda: not faults.pending())
+    lines = text.strip().splitlines()
     assert code == 130, lines
     assert lines == ["energy-async: interrupted by SIGTERM"]
     assert sandbox.catfee.control.count("create") == 0

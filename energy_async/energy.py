@@ -12,12 +12,20 @@ block, and ``TotalEnergyLimit`` (TEL) is 180e9 on mainnet. Always use TEL and TE
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+import msgspec
+
 from energy_async.errors import InputError
 
 __all__ = [
     "DRIFT_BASIS_POINTS",
     "ROUNDING_SLACK",
     "SUN_PER_TRX",
+    "TOTALS_MAX_AGE",
+    "EnergyTotals",
+    "TotalsWindow",
     "delivery_tolerance",
     "energy_for_sun",
     "sun_for_energy",
@@ -26,6 +34,50 @@ __all__ = [
 SUN_PER_TRX = 1_000_000
 DRIFT_BASIS_POINTS = 50  # 0.5 %: see delivery_tolerance
 ROUNDING_SLACK = 25  # energy units: see delivery_tolerance
+TOTALS_MAX_AGE = 60.0  # seconds: see TotalsWindow
+
+
+class EnergyTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """TEL and TEW from one ``getaccountresource`` answer (the same for every address), and
+    the node's clock (its ``Date`` header, whole seconds) when it answered."""
+
+    total_energy_limit: int
+    total_energy_weight: int
+    node_time_ms: int
+
+
+class TotalsWindow:
+    """The newest network totals one Verifier has read, shared by all of its orders.
+
+    Pricing a delegation needs TEL/TEW as they are once it is in its block. Totals qualify
+    only if the node's clock had passed the block's timestamp when they were read (so a stake
+    change between the provider's quote and the block is always seen) and they are at most
+    ``max_age`` of our seconds old: TEW moves far less than the 0.5 % tolerance in a minute
+    (``delivery_tolerance``). One read then prices every delegation that landed before it,
+    instead of one ``getaccountresource`` per order.
+    """
+
+    def __init__(
+        self, max_age: float = TOTALS_MAX_AGE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_age = max_age
+        self._clock = clock
+        self._latest: EnergyTotals | None = None
+        self._learned = 0.0
+
+    def learn(self, totals: EnergyTotals) -> None:
+        latest = self._latest
+        if latest is None or totals.node_time_ms >= latest.node_time_ms:
+            self._latest, self._learned = totals, self._clock()
+
+    def since(self, block_time_ms: int) -> EnergyTotals | None:
+        """Totals read after a block timestamped ``block_time_ms``, if still fresh."""
+        latest = self._latest
+        if latest is None or latest.node_time_ms < block_time_ms:
+            return None
+        if self._clock() - self._learned > self.max_age:
+            return None
+        return latest
 
 
 def energy_for_sun(balance_sun: int, total_energy_limit: int, total_energy_weight: int) -> int:

@@ -262,6 +262,7 @@ class ResourceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     total_energy_limit: int = 0
     total_energy_weight: int = 0
     taken_at: float = 0.0
+    node_time_ms: int | None = None  # the node's clock (its HTTP ``Date``) when it answered
 
     @property
     def energy_available(self) -> int:
@@ -378,6 +379,8 @@ class Evidence(msgspec.Struct, kw_only=True):
     delegations: list[TxFinding] = msgspec.field(default_factory=list)  # every named tx
     term: Term | None = None
     head_before: ChainHead | None = None  # the causality anchor: the head before ordering
+    # ... or, when the node dates its answers, its clock at the read before ordering.
+    node_time_before_ms: int | None = None
     status_history: list[StatusChange] = msgspec.field(default_factory=list)
     provider_calls: int = 0
     trongrid_calls: int = 0

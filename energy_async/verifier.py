@@ -12,18 +12,26 @@ network fault) is retried with jittered backoff; nothing can be bought twice fro
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import time
 from typing import Annotated, Any, Final, NoReturn, Protocol, Self, TypeVar
 
 import aiohttp
+import anyio
 import msgspec
 from anyio.abc import AsyncResource
 
 from energy_async import _http, authenticity
 from energy_async.address import to_base58, validate_address
-from energy_async.energy import delivery_tolerance, energy_for_sun, sun_for_energy
+from energy_async.energy import (
+    EnergyTotals,
+    TotalsWindow,
+    delivery_tolerance,
+    energy_for_sun,
+    sun_for_energy,
+)
 from energy_async.errors import (
     BadResponse,
     ConfigurationError,
@@ -201,7 +209,9 @@ class Verifier(AsyncResource):
     ``api_key`` defaults to the ``TRONGRID_API_KEY`` environment variable (pass ``""`` to send
     none). ``rate_limit`` is requests per second, shared by every Verifier with the same base
     URL, key and rate (default: 15 with a key, 3 without, 1000 for a loopback node). A
-    ``session`` you pass is used as is and never closed here.
+    ``session`` you pass is used as is and never closed here. ``totals`` holds the network's
+    energy totals learned by every snapshot, so delegations are priced without a read of
+    their own (:class:`~energy_async.energy.TotalsWindow`); pass one to share it.
     """
 
     def __init__(
@@ -216,6 +226,7 @@ class Verifier(AsyncResource):
         max_connections: int = 100,
         session: aiohttp.ClientSession | None = None,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
+        totals: TotalsWindow | None = None,
     ) -> None:
         if connect_timeout <= 0 or total_timeout <= 0:
             raise ConfigurationError("timeouts must be positive")
@@ -237,6 +248,7 @@ class Verifier(AsyncResource):
         self._own_session: aiohttp.ClientSession | None = None
         self._closed = False
         self._calls = 0
+        self.totals = totals if totals is not None else TotalsWindow()
 
     def __repr__(self) -> str:
         key = "set" if self._has_key else "none"
@@ -263,13 +275,26 @@ class Verifier(AsyncResource):
     async def snapshot(
         self, address: str, *, meter: _http.CallMeter | None = None
     ) -> ResourceSnapshot:
-        """The address's energy now; ``exists=False`` for an unknown or unactivated account."""
+        """The address's energy now; ``exists=False`` for an unknown or unactivated account.
+
+        ``node_time_ms`` is the node's clock from its ``Date`` header (whole seconds; None
+        if it sent none). The network totals it carries are kept in ``totals``.
+        """
         address = validate_address(address)
         path = "/wallet/getaccountresource"
-        reply, content = await self._post(
+        reply, content, date = await self._post(
             path, {"address": address, "visible": True}, _ACCOUNT_RESOURCE, meter
         )
-        return _snapshot_from(address, reply, content, path)
+        snapshot = _snapshot_from(address, reply, content, path, _node_time_ms(date))
+        if snapshot.exists and snapshot.node_time_ms is not None:
+            self.totals.learn(
+                EnergyTotals(
+                    total_energy_limit=snapshot.total_energy_limit,
+                    total_energy_weight=snapshot.total_energy_weight,
+                    node_time_ms=snapshot.node_time_ms,
+                )
+            )
+        return snapshot
 
     async def head(self, *, meter: _http.CallMeter | None = None) -> ChainHead:
         """The node's head block (number and timestamp): what "after the order" is measured by.
@@ -277,7 +302,7 @@ class Verifier(AsyncResource):
         ``/wallet/getnowblock`` serves the whole block; only its header is decoded.
         """
         path = "/wallet/getnowblock"
-        reply, _ = await self._post(path, {"visible": True}, _BLOCK, meter)
+        reply, _, _ = await self._post(path, {"visible": True}, _BLOCK, meter)
         if reply.block_header is None or not reply.block_header.raw_data.number:
             raise BadResponse("getnowblock answer has no block_header", path=path)
         raw = reply.block_header.raw_data
@@ -291,20 +316,30 @@ class Verifier(AsyncResource):
         ``found=False`` is never final: a node behind TronGrid's load balancer may lag, so poll.
         Nor is a *half-found* tx (``DelegationTx.half_found``: its info shows a block, its body
         is ``{}``): java-tron serves a body only once the tx is in a block, and the two reads go
-        to nodes that may be a block apart. Costs two calls, plus one to ``/walletsolidity/``
-        once the tx is in a block (unless ``check_solid`` is false).
+        to nodes that may be a block apart. Costs two calls side by side (one round trip),
+        plus one to ``/walletsolidity/`` once the tx is in a block (unless ``check_solid`` is
+        false).
+
+        Side by side, a block can land between the two answers and leave info without body:
+        that is a half-found tx, which the caller reads again; it never costs a verdict.
         """
         txid = _check_txid(txid)
         payload = {"value": txid, "visible": True}
-        # Info first: a node shows a tx's body once it is in a block (java-tron reads only the
-        # tx store), so a block landing between the two calls cannot leave info without body.
         info_path = "/wallet/gettransactioninfobyid"
-        info, _ = await self._post(info_path, payload, _TRANSACTION_INFO, meter)
-        tx, _ = await self._post("/wallet/gettransactionbyid", payload, _TRANSACTION, meter)
+        replies: dict[str, Any] = {}
+
+        async def read(path: str, decoder: msgspec.json.Decoder[Any]) -> None:
+            replies[path], _, _ = await self._post(path, payload, decoder, meter)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read, info_path, _TRANSACTION_INFO)
+            group.start_soon(read, "/wallet/gettransactionbyid", _TRANSACTION)
+        info: _TransactionInfo = replies[info_path]
+        tx: _Transaction = replies["/wallet/gettransactionbyid"]
         solid = False
         if check_solid and info.block_number is not None:
             solid_path = "/walletsolidity/gettransactioninfobyid"
-            solid_info, _ = await self._post(solid_path, payload, _TRANSACTION_INFO, meter)
+            solid_info, _, _ = await self._post(solid_path, payload, _TRANSACTION_INFO, meter)
             solid = solid_info.block_number is not None
         found = _delegation_from(txid, tx, info, solid)
         if found.contract_type not in _DELEGATE_TYPES:
@@ -322,7 +357,7 @@ class Verifier(AsyncResource):
         to_address = validate_address(to_address)
         path = "/wallet/getdelegatedresourcev2"
         payload = {"fromAddress": from_address, "toAddress": to_address, "visible": True}
-        reply, _ = await self._post(path, payload, _DELEGATED_RESOURCES, meter)
+        reply, _, _ = await self._post(path, payload, _DELEGATED_RESOURCES, meter)
         return _delegated_from(from_address, to_address, reply, path)
 
     async def read(
@@ -334,7 +369,7 @@ class Verifier(AsyncResource):
         meter: _http.CallMeter | None = None,
     ) -> _Reply:
         """Any other TronGrid read (readiness uses it), with the same retries and typed errors."""
-        reply, _ = await self._post(path, payload, decoder, meter)
+        reply, _, _ = await self._post(path, payload, decoder, meter)
         return reply
 
     # --- transport ----------------------------------------------------------------------------
@@ -362,13 +397,13 @@ class Verifier(AsyncResource):
         payload: dict[str, Any],
         decoder: msgspec.json.Decoder[_Reply],
         meter: _http.CallMeter | None,
-    ) -> tuple[_Reply, bytes]:
-        """POST with retries; the decoded reply and its raw body."""
+    ) -> tuple[_Reply, bytes, str | None]:
+        """POST with retries; the decoded reply, its raw body and its ``Date`` header."""
         body = _ENCODER.encode(payload)
 
-        async def attempt(_: int) -> tuple[_Reply, bytes]:
-            status, retry_after, content = await self._send(path, body, meter)
-            return _interpret(path, status, content, retry_after, decoder), content
+        async def attempt(_: int) -> tuple[_Reply, bytes, str | None]:
+            status, retry_after, content, date = await self._send(path, body, meter)
+            return _interpret(path, status, content, retry_after, decoder), content, date
 
         def on_retry(step: _http.Step, attempt: int, wait: float) -> None:
             logger.debug(
@@ -384,8 +419,9 @@ class Verifier(AsyncResource):
 
     async def _send(
         self, path: str, body: bytes, meter: _http.CallMeter | None
-    ) -> tuple[int, float | None, bytes]:
-        """One attempt: status, Retry-After and the capped body; transport faults typed."""
+    ) -> tuple[int, float | None, bytes, str | None]:
+        """One attempt: status, Retry-After, the capped body and the ``Date`` header;
+        transport faults typed."""
         session = self._session()
         await self._limiter.acquire()
         self._calls += 1
@@ -399,8 +435,10 @@ class Verifier(AsyncResource):
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
-                retry_after = _http.parse_retry_after(response.headers.get("Retry-After"))
-                return response.status, retry_after, await _http.read_capped(response)
+                headers = response.headers
+                retry_after = _http.parse_retry_after(headers.get("Retry-After"))
+                content = await _http.read_capped(response)
+                return response.status, retry_after, content, headers.get("Date")
         except BadResponse as error:
             error.path = path
             raise
@@ -494,15 +532,34 @@ def _error_text(content: bytes) -> str | None:
     return None if error is None else _shown(str(error))
 
 
+def _node_time_ms(date: str | None) -> int | None:
+    """The node's clock from an HTTP ``Date`` header (RFC 9110: whole seconds, GMT)."""
+    if not date:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000": no zone given, so no moment to trust
+        return None
+    return int(moment.timestamp()) * 1000
+
+
 def _snapshot_from(
-    address: str, reply: _AccountResource, content: bytes, path: str
+    address: str,
+    reply: _AccountResource,
+    content: bytes,
+    path: str,
+    node_time_ms: int | None = None,
 ) -> ResourceSnapshot:
     taken_at = time.time()
     if reply.total_energy_limit is None or reply.total_energy_weight is None:
         # Totals are network-wide and never zero, so only `{}` (unknown or unactivated
         # account) lacks them; any other body without them is not java-tron's.
         if _decode(_ANY_JSON, content, path) == {}:
-            return ResourceSnapshot(address=address, exists=False, taken_at=taken_at)
+            return ResourceSnapshot(
+                address=address, exists=False, taken_at=taken_at, node_time_ms=node_time_ms
+            )
         raise BadResponse(
             "getaccountresource answer lacks TotalEnergyLimit/TotalEnergyWeight",
             http_status=200,
@@ -516,6 +573,7 @@ def _snapshot_from(
         total_energy_limit=reply.total_energy_limit,
         total_energy_weight=reply.total_energy_weight,
         taken_at=taken_at,
+        node_time_ms=node_time_ms,
     )
 
 

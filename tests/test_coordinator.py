@@ -14,8 +14,9 @@ import anyio
 import pytest
 
 from energy_async import DeliveryResult, Verdict
-from energy_async.energy import delivery_tolerance
+from energy_async.energy import EnergyTotals, delivery_tolerance
 from energy_async.sandbox import Delivery, Fault
+from energy_async.watch.policy import NODE_CLOCK_MARGIN_MS
 from tests.coordination import TICK, Stage, stage, tick_after_create
 
 pytestmark = pytest.mark.anyio
@@ -365,6 +366,31 @@ async def test_a_tx_of_an_earlier_order_of_ours_is_not_this_orders() -> None:
     assert second.evidence.attributed_energy is None
 
 
+async def test_a_delivered_order_reads_no_head_and_prices_without_a_read_of_its_own() -> None:
+    async with stage() as st:
+        grid = st.sandbox.trongrid
+        first = await buy(st, st.sandbox.new_target())
+        # Totals as another order's look would have left them, read after the next block.
+        chain = st.sandbox.chain
+        st.catfee.verifier.totals.learn(
+            EnergyTotals(
+                total_energy_limit=chain.total_energy_limit,
+                total_energy_weight=chain.total_energy_weight,
+                node_time_ms=int(chain.clock.now() * 1000) + 3_600_000,
+            )
+        )
+        second = await buy(st, st.sandbox.new_target())
+    assert first.verdict is second.verdict is Verdict.DELIVERED
+    assert grid.count("getnowblock") == 0  # the node's Date header is the causality anchor
+    # Alone: the read before ordering, info and body side by side, then the record beside
+    # the target's snapshot (no totals read after its block were at hand).
+    assert first.evidence.trongrid_calls == 5 and first.evidence.energy_after is not None
+    assert first.evidence.energy_after - (first.evidence.energy_before or 0) >= ENERGY - 100
+    # With totals read after its block at hand, the look skips the snapshot.
+    assert second.evidence.trongrid_calls == 4
+    assert second.evidence.total_energy_weight == st.sandbox.chain.total_energy_weight
+
+
 async def test_an_older_delegation_of_a_stranger_fails_causality() -> None:
     async with stage() as st:
         chain = st.sandbox.chain
@@ -380,9 +406,12 @@ async def test_an_older_delegation_of_a_stranger_fails_causality() -> None:
     (finding,) = result.evidence.delegations
     assert finding.txid == older and not finding.counted
     assert finding.tx is not None and finding.tx.authentic is True  # real, just not ours
-    head = result.evidence.head_before
-    assert head is not None and finding.tx.block_number is not None
-    assert finding.tx.block_number <= head.number
+    # The anchor is the node's clock (its Date header) at the read before ordering: no head
+    # read was spent, and the older block is timestamped before it by more than the margin.
+    anchor = result.evidence.node_time_before_ms
+    assert result.evidence.head_before is None
+    assert anchor is not None and finding.tx.block_time_ms is not None
+    assert finding.tx.block_time_ms <= anchor - NODE_CLOCK_MARGIN_MS
     assert any("before the order was placed" in reason for reason in finding.reasons)
 
 
@@ -580,9 +609,10 @@ async def test_delivered_evidence_states_term_authenticity_and_basis() -> None:
     assert evidence.term.provider_expires_at_ms is not None
     (finding,) = evidence.delegations
     assert finding.counted and finding.tx is not None and finding.tx.authentic is True
-    assert evidence.head_before is not None
-    assert finding.tx.block_number is not None
-    assert finding.tx.block_number > evidence.head_before.number
+    # Causality rests on the node's clock read before ordering (no head read spent on it).
+    assert evidence.node_time_before_ms is not None
+    assert finding.tx.block_time_ms is not None
+    assert finding.tx.block_time_ms > evidence.node_time_before_ms - NODE_CLOCK_MARGIN_MS
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
-from energy_async.energy import energy_for_sun
+from energy_async.energy import EnergyTotals, energy_for_sun
 from energy_async.models import (
     Basis,
     ChainHead,
@@ -33,7 +33,7 @@ from energy_async.watch.events import (
     TxRead,
 )
 from energy_async.watch.judge import judge
-from energy_async.watch.policy import CAUSALITY_MARGIN_MS, PollPolicy
+from energy_async.watch.policy import CAUSALITY_MARGIN_MS, NODE_CLOCK_MARGIN_MS, PollPolicy
 from energy_async.watch.state import WatchState
 
 TARGET = "TZ4UXDV5ZhNW7fb2AMSbgfAEZ7hWsnYS2g"
@@ -50,13 +50,14 @@ POLICY = PollPolicy(confirm_grace=10.0)
 REQUEST = OrderRequest(target=TARGET, energy=ENERGY, client_order_id=KEY)
 
 
-def snapshot(energy: int = 0) -> ResourceSnapshot:
+def snapshot(energy: int = 0, node_time_ms: int | None = None) -> ResourceSnapshot:
     return ResourceSnapshot(
         address=TARGET,
         exists=True,
         energy_limit=energy,
         total_energy_limit=TEL,
         total_energy_weight=TEW,
+        node_time_ms=node_time_ms,
     )
 
 
@@ -114,6 +115,18 @@ START: list[Event] = [
     SnapshotRead(snapshot(0), clock=0.0, head=HEAD, before=True),
     CreateSent(clock=0.5, at=0.5),
 ]
+# The usual anchor: no head read, the node's clock (its Date header) at the read before ordering.
+NODE_MS = HEAD.timestamp_ms + 1_000
+DATED: list[Event] = [
+    SnapshotRead(snapshot(0, node_time_ms=NODE_MS), clock=0.0, before=True),
+    CreateSent(clock=0.5, at=0.5),
+]
+
+
+def priced(t: DelegationTx, weight: int = TEW, *, clock: float = 2.0) -> TxRead:
+    """A read whose look read no snapshot: priced by totals read after the tx's block."""
+    totals = EnergyTotals(total_energy_limit=TEL, total_energy_weight=weight, node_time_ms=0)
+    return TxRead(t, clock=clock, at=clock, owner=KEY, totals=totals)
 
 
 @dataclass
@@ -295,6 +308,49 @@ CASES = [
         ],
         Verdict.DELIVERED,
         basis=Basis.TX,
+    ),
+    Case(
+        "node clock anchor: a block stamped after the read counts",
+        [*DATED, seen(order(A)), read(tx(block_time_ms=NODE_MS + 2_000))],
+        Verdict.DELIVERED,
+        basis=Basis.TX,
+    ),
+    Case(
+        "node clock anchor: a block within the margin before the read's second counts",
+        [*DATED, seen(order(A)), read(tx(block_time_ms=NODE_MS - NODE_CLOCK_MARGIN_MS + 1))],
+        Verdict.DELIVERED,
+    ),
+    Case(
+        "node clock anchor: a block stamped the margin or more before the read: not ours",
+        [
+            *DATED,
+            seen(order(A)),
+            read(tx(block_time_ms=NODE_MS - NODE_CLOCK_MARGIN_MS)),
+            read(tx(block_time_ms=NODE_MS - NODE_CLOCK_MARGIN_MS)),
+        ],
+        Verdict.PROVIDER_MISMATCH,
+        reason="before the order was placed (the node's clock read",
+    ),
+    Case(
+        "priced by network totals read after its block (the look read no snapshot)",
+        [*START, seen(order(A)), priced(tx())],
+        Verdict.DELIVERED,
+        basis=Basis.TX,
+        energy=energy_for_sun(SUN, TEL, TEW),
+    ),
+    Case(
+        "network totals read after its block show the stake worth half: UNDER_DELIVERED",
+        [*START, seen(order(A)), priced(tx(), weight=2 * TEW)],
+        Verdict.UNDER_DELIVERED,
+        final=True,
+        now=100.0,
+        energy=energy_for_sun(SUN, TEL, 2 * TEW),
+    ),
+    Case(
+        "no snapshot and no totals in the look: cannot price yet, no verdict",
+        [*START, seen(order(A)), TxRead(tx(), clock=2.0, at=2.0, owner=KEY)],
+        None,
+        reason="no network totals read after its block",
     ),
     Case(
         "resumed, no head: older than the provider's order time by more than the margin",

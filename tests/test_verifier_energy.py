@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from energy_async.energy import (
     ROUNDING_SLACK,
     SUN_PER_TRX,
+    EnergyTotals,
+    TotalsWindow,
     delivery_tolerance,
     energy_for_sun,
     sun_for_energy,
@@ -94,3 +96,24 @@ def test_tolerance_covers_half_a_percent_and_never_one(expected: int) -> None:
 def test_impossible_inputs_are_input_errors(call: object) -> None:
     with pytest.raises(InputError):
         call()  # type: ignore[operator]
+
+
+def _totals(node_ms: int, weight: int = MAINNET_TEW) -> EnergyTotals:
+    return EnergyTotals(
+        total_energy_limit=MAINNET_TEL, total_energy_weight=weight, node_time_ms=node_ms
+    )
+
+
+def test_totals_price_only_blocks_before_they_were_read_and_only_while_fresh() -> None:
+    now = [100.0]
+    window = TotalsWindow(max_age=60.0, clock=lambda: now[0])
+    assert window.since(0) is None  # nothing learned yet
+    window.learn(_totals(9_000))
+    assert window.since(9_000) == _totals(9_000)  # read in that block's second: after it
+    assert window.since(9_001) is None  # a block after the read: the totals may predate it
+    window.learn(_totals(6_000, weight=1))  # an older read never replaces a newer one
+    assert window.since(6_000) == _totals(9_000)
+    now[0] += 60.5
+    assert window.since(9_000) is None  # too old to price anything
+    window.learn(_totals(12_000))
+    assert window.since(9_000) == _totals(12_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class FakeTronGrid:
         self.replies: dict[str, list[Reply]] = {}
         self.seen: list[Seen] = []
         self.url = ""
+        self.gate: Callable[[], Awaitable[None]] | None = None  # awaited before each reply
 
     def on(self, path: str, *replies: Reply) -> None:
         self.replies[path] = list(replies)
@@ -76,6 +77,8 @@ class FakeTronGrid:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         self.seen.append(Seen(request.path, dict(request.headers), json.loads(raw or b"null")))
+        if self.gate is not None:
+            await self.gate()
         queue = self.replies.get(request.path) or [Reply(status=404, body=b"not found")]
         reply = queue.pop(0) if len(queue) > 1 else queue[0]
         if reply.delay:
@@ -596,3 +599,55 @@ async def test_used_without_async_with_and_traced(trongrid: FakeTronGrid) -> Non
     assert started == ["/wallet/getaccountresource"]
     with pytest.raises(ConfigurationError, match="closed"):
         await client.snapshot(TARGET)
+
+
+# --- the node's clock and the network totals a snapshot carries -------------------------------
+
+
+async def test_a_snapshot_is_dated_by_the_nodes_clock_and_teaches_the_totals(
+    trongrid: FakeTronGrid,
+) -> None:
+    date = "Tue, 15 Nov 1994 08:12:31 GMT"  # RFC 9110's example
+    body = fixture("getaccountresource_mainnet_energy10.json")
+    trongrid.on("/wallet/getaccountresource", Reply(body, headers={"Date": date}))
+    async with verifier(trongrid) as client:
+        snap = await client.snapshot(TARGET)
+        assert snap.node_time_ms == 784_887_151_000
+        totals = client.totals.since(784_887_151_000)
+        assert totals is not None and totals.total_energy_weight == snap.total_energy_weight
+        assert client.totals.since(784_887_151_001) is None  # read before that block
+
+
+@pytest.mark.parametrize("date", ["yesterday", "Tue, 15 Nov 1994 08:12:31 -0000", ""])
+async def test_an_unreadable_date_leaves_the_snapshot_undated(
+    trongrid: FakeTronGrid, date: str
+) -> None:
+    body = fixture("getaccountresource_mainnet_energy10.json")
+    trongrid.on("/wallet/getaccountresource", Reply(body, headers={"Date": date}))
+    async with verifier(trongrid) as client:
+        snap = await client.snapshot(TARGET)
+        assert snap.exists and snap.node_time_ms is None
+        assert client.totals.since(0) is None  # undated totals price nothing
+
+
+async def test_info_and_body_of_a_delegation_are_read_side_by_side(
+    trongrid: FakeTronGrid,
+) -> None:
+    # Each answer waits until both requests have arrived: read one after the other, the
+    # first would wait forever (the gate fails after 2 s instead).
+    arrived = anyio.Event()
+
+    async def both() -> None:
+        if len(trongrid.seen) == 2:
+            arrived.set()
+        with anyio.fail_after(2):
+            await arrived.wait()
+
+    trongrid.gate = both
+    trongrid.on("/wallet/gettransactionbyid", Reply(b"{}"))
+    trongrid.on("/wallet/gettransactioninfobyid", Reply(b"{}"))
+    async with verifier(trongrid) as client:
+        tx = await client.delegation("ab" * 32, check_solid=False)
+    assert not tx.found
+    paths = sorted(seen.path for seen in trongrid.seen)
+    assert paths == ["/wallet/gettransactionbyid", "/wallet/gettransactioninfobyid"]

@@ -17,6 +17,7 @@ To add an endpoint, add one ``(path, endpoint, handler)`` line to ``build_trongr
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ _Handler = Callable[[Chain, _Call], _Body]
 def build_trongrid_app(chain: Chain, control: ServiceControl) -> web.Application:
     """The TronGrid app; mount it under any prefix (routes are relative)."""
     app = web.Application()
+
+    async def dated(request: web.Request, response: web.StreamResponse) -> None:
+        # A node dates its answers by its own clock (RFC 9110 Date), which is the chain's.
+        response.headers["Date"] = email.utils.formatdate(chain.clock.now(), usegmt=True)
+
+    app.on_response_prepare.append(dated)
     routes: list[tuple[str, str, _Handler]] = [
         ("/wallet/getaccountresource", "getaccountresource", _account_resource),
         ("/wallet/getaccountnet", "getaccountnet", _account_net),

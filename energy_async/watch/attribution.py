@@ -8,8 +8,10 @@ is a reason in the tx's finding, never a silent zero:
   it is solid when the policy asks for that;
 - *a delegation of ENERGY to the target* that succeeded on chain;
 - *authentic* (:mod:`energy_async.authenticity`);
-- *causal*: included in a block after the head block read just before ordering (or, with no
-  such read, no more than ``CAUSALITY_MARGIN_MS`` before the provider's own order time);
+- *causal*: included in a block after the read just before ordering: timestamped no more than
+  ``NODE_CLOCK_MARGIN_MS`` before the node's clock then (its ``Date``), or, when a head block
+  was read instead, numbered after it (with neither, no more than ``CAUSALITY_MARGIN_MS``
+  before the provider's own order time);
 - *exclusive*: credited to no other order of ours (the ledger's owner is this order).
 
 A rule that fails on chain facts disqualifies a tx only after ``accuse_after`` consistent reads;
@@ -33,14 +35,14 @@ from energy_async.models import (
     Basis,
     ConfirmStatus,
     DelegatedResource,
-    ResourceSnapshot,
+    DelegationTx,
     Term,
     TxFinding,
 )
-from energy_async.watch.policy import CAUSALITY_MARGIN_MS, PollPolicy
+from energy_async.watch.policy import CAUSALITY_MARGIN_MS, NODE_CLOCK_MARGIN_MS, PollPolicy
 from energy_async.watch.state import TxLook, WatchState
 
-__all__ = ["Attribution", "TxStatus", "attribute", "judge_tx", "term_of"]
+__all__ = ["Attribution", "TxStatus", "attribute", "before_the_order", "judge_tx", "term_of"]
 
 _RECLAIMED = frozenset({ConfirmStatus.RECLAIM_CONFIRMED, ConfirmStatus.RECLAIM_CONFIRMED_FAIL})
 _DEFAULT_LOCK_BLOCKS = 86_400  # lock=true with lock_period 0: 3 days (DelegateResourceActuator)
@@ -110,7 +112,7 @@ def judge_tx(state: WatchState, txid: str, policy: PollPolicy) -> tuple[TxStatus
             return TxStatus.DISQUALIFIED, [*problems, f"on {look.consistent} consistent reads"]
         return TxStatus.OPEN, [*problems, "read again before judging"]
     if _prices(state, look) is None:
-        return TxStatus.OPEN, ["no snapshot of the same look to price it yet"]
+        return TxStatus.OPEN, ["no network totals read after its block to price it yet"]
     return TxStatus.COUNTS, []
 
 
@@ -127,7 +129,7 @@ def _problems(state: WatchState, look: TxLook) -> list[str]:
         problems.append(f"delegates {tx.resource}, not ENERGY")
     if tx.authentic is False:
         problems.append(f"not authentic: {tx.authenticity}")
-    causality = _causality(state, look)
+    causality = before_the_order(state, tx)
     if causality is not None:
         problems.append(causality)
     if look.owner is not None and look.owner != state.key:
@@ -135,8 +137,8 @@ def _problems(state: WatchState, look: TxLook) -> list[str]:
     return problems
 
 
-def _causality(state: WatchState, look: TxLook) -> str | None:
-    tx = look.tx
+def before_the_order(state: WatchState, tx: DelegationTx) -> str | None:
+    """Why ``tx`` was on chain before the order was placed, or None when it was not."""
     if state.head is not None and tx.block_number is not None:
         if tx.block_number <= state.head.number:
             return (
@@ -144,18 +146,33 @@ def _causality(state: WatchState, look: TxLook) -> str | None:
                 f"(the head was block {state.head.number})"
             )
         return None
-    created = state.order.created_at_ms if state.order is not None else None
     block_ms = tx.block_time_ms
+    node_ms = state.before.node_time_ms if state.before is not None else None
+    if node_ms is not None and block_ms is not None:
+        if block_ms <= node_ms - NODE_CLOCK_MARGIN_MS:
+            return (
+                f"included at {_utc_s(block_ms)}, before the order was placed (the node's "
+                f"clock read {_utc_s(node_ms)} just before ordering)"
+            )
+        return None
+    created = state.order.created_at_ms if state.order is not None else None
     if created is not None and block_ms is not None and block_ms < created - CAUSALITY_MARGIN_MS:
         return f"included at {_utc(block_ms)}, before the provider's order time {_utc(created)}"
     return None
 
 
-def _prices(state: WatchState, look: TxLook) -> ResourceSnapshot | None:
-    snapshot = look.snapshot or state.after
-    if snapshot is None or not snapshot.total_energy_weight:
-        return None
-    return snapshot
+def _prices(state: WatchState, look: TxLook) -> tuple[int, int] | None:
+    """TEL and TEW to price a tx at: the target's snapshot of the same look, else totals read
+    after its block, else a later snapshot of the target."""
+    snapshot = look.snapshot
+    if snapshot is not None and snapshot.total_energy_weight:
+        return snapshot.total_energy_limit, snapshot.total_energy_weight
+    if look.totals is not None:
+        return look.totals.total_energy_limit, look.totals.total_energy_weight
+    snapshot = state.after
+    if snapshot is not None and snapshot.total_energy_weight:
+        return snapshot.total_energy_limit, snapshot.total_energy_weight
+    return None
 
 
 def attribute(
@@ -184,11 +201,9 @@ def _by_txs(state: WatchState, named: tuple[str, ...], policy: PollPolicy) -> At
         tx = look.tx if look is not None else None
         energy = 0
         if status is TxStatus.COUNTS and look is not None:
-            snapshot = _prices(state, look)
-            assert snapshot is not None and tx is not None
-            energy = energy_for_sun(
-                tx.balance_sun, snapshot.total_energy_limit, snapshot.total_energy_weight
-            )
+            prices = _prices(state, look)
+            assert prices is not None and tx is not None
+            energy = energy_for_sun(tx.balance_sun, *prices)
             counted[tx.owner or ""].append(look)
         findings.append(
             TxFinding(
@@ -221,9 +236,9 @@ def _by_txs(state: WatchState, named: tuple[str, ...], policy: PollPolicy) -> At
                 f"than the {sun} its txs delegated: part was already reclaimed"
             )
             sun, capped = record.energy_sun, True
-        snapshot = _prices(state, looks[-1])
-        assert snapshot is not None
-        total += energy_for_sun(sun, snapshot.total_energy_limit, snapshot.total_energy_weight)
+        prices = _prices(state, looks[-1])
+        assert prices is not None
+        total += energy_for_sun(sun, *prices)
     if capped:
         findings = [f if not f.counted else _with_basis(f, Basis.RECORD_CAPPED) for f in findings]
     basis = Basis.RECORD_CAPPED if capped else Basis.TX
@@ -316,3 +331,7 @@ def _order_term(terms: list[Term]) -> Term | None:
 
 def _utc(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000))
+
+
+def _utc_s(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from energy_async.energy import EnergyTotals
 from energy_async.models import (
     ChainHead,
     DelegatedResource,
@@ -94,7 +95,9 @@ class TxRead:
     """One look at one named tx, with what was read alongside it.
 
     ``owner``: the order our ledger credits the tx to (this order's own id, another's, or
-    None when it was not claimed: the tx does not count on this read).
+    None when it was not claimed: the tx does not count on this read). ``totals``: the
+    network totals that price it, read after its block (the target's ``snapshot`` is read
+    only when no such totals were at hand).
     """
 
     tx: DelegationTx
@@ -104,6 +107,7 @@ class TxRead:
     snapshot: ResourceSnapshot | None = None
     owner: str | None = None
     reread: bool = True  # False: the tx was not read again, only its record and price
+    totals: EnergyTotals | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,20 @@ from dataclasses import dataclass
 
 from energy_async.errors import ConfigurationError
 
-__all__ = ["CAUSALITY_MARGIN_MS", "PollPolicy"]
+__all__ = ["CAUSALITY_MARGIN_MS", "NODE_CLOCK_MARGIN_MS", "PollPolicy"]
+
+# The usual anchor is the node's own clock: the ``Date`` header (whole seconds) of the target's
+# read just before ordering, so causality costs no call of its own. A block's timestamp is its
+# slot time and blocks come every 3 s. A delegation made for this order lands in a block
+# produced after that read, so its timestamp is past the node's clock then (the header's
+# second was truncated: later still). A block timestamped more than this margin before the
+# header's second was produced before the read: never this order's. The margin absorbs a
+# node clock up to 2 s ahead of the block producers' and a block still being packed when the
+# read was answered (java-tron packs for up to half a slot after its timestamp). What it cannot
+# tell apart, as a head read from a node one block behind could not either: a rental in the
+# one block produced within about 3 s before the read. Older rentals, like our own earlier
+# orders (the ledger), are refused.
+NODE_CLOCK_MARGIN_MS = 2_000
 
 # When no head block was read before ordering (a resumed order, ``recheck``), causality falls
 # back to the provider's own order time. Providers reject request timestamps more than 5 s off

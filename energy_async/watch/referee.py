@@ -1,7 +1,7 @@
 """The referee: owns the task group, applies the witnesses' events, asks the judge.
 
 The first verdict cancels both witnesses. Before anything is sent the referee takes the
-pre-order look (the target's energy and the head block, the causality anchor), retrying
+pre-order look (the target's energy, dated by the node's clock: the causality anchor), retrying
 throttling within the order's deadline; if the chain cannot be read, nothing is bought
 (:class:`~energy_async.errors.NothingBought`).
 """
@@ -135,7 +135,7 @@ class Referee:
             self.ledger.close(window, lingers=result is not None and lingers(result))
 
     async def _pre_order_look(self, ends_at: float) -> None:
-        """The target's energy and the head block, read before ordering; throttling
+        """The target's energy and the causality anchor, read before ordering; throttling
         is retried within the deadline, and a chain that cannot be read buys nothing."""
         interval = self.policy.initial_interval
         last: EnergyError | None = None
@@ -164,12 +164,13 @@ class Referee:
             host=host,
         ) from last
 
-    async def _snapshot_and_head(self) -> tuple[ResourceSnapshot, ChainHead]:
-        """One look: the target, then the head. One after the other, not side by side: a
-        second connection per order costs more CPU than the round trip it saves."""
+    async def _snapshot_and_head(self) -> tuple[ResourceSnapshot, ChainHead | None]:
+        """One look: the target, dated by the node's clock (the causality anchor, see
+        ``NODE_CLOCK_MARGIN_MS``). Only a node that sends no ``Date`` costs a head read."""
         snapshot = await self.verifier.snapshot(self.state.target, meter=self.chain_meter)
-        head = await self.verifier.head(meter=self.chain_meter)
-        return snapshot, head
+        if snapshot.node_time_ms is not None:
+            return snapshot, None
+        return snapshot, await self.verifier.head(meter=self.chain_meter)
 
     async def _watch(self, ends_at: float) -> None:
         """Both witnesses side by side until the verdict settles or the deadline comes."""
@@ -194,7 +195,10 @@ class Referee:
         elif self.budget_spent():
             self.notes.append("settled when the TronGrid call budget ran out")
         state = self.state
-        wanted = state.refused is None and state.chain_answered
+        proven = self.attribution.basis in (Basis.TX, Basis.RECORD_CAPPED) and (
+            self.judgement is not None and self.judgement.verdict is Verdict.DELIVERED
+        )
+        wanted = state.refused is None and state.chain_answered and not proven
         if state.after is None and wanted and not self.budget_spent():
             # Evidence only (energy after); the verdict stands whatever this returns.
             with anyio.move_on_after(_LAST_LOOK), suppress(EnergyError):
@@ -244,11 +248,16 @@ class Referee:
         evidence.delegations = list(attribution.findings)
         evidence.term = attribution.term
         evidence.head_before = state.head
+        evidence.node_time_before_ms = before.node_time_ms if before else None
+        looks = [state.txs[txid] for txid in state.named if txid in state.txs]
+        priced = [look.totals for look in looks if look.totals is not None]
         snapshot = after or before
-        if snapshot is not None:
+        if priced and after is None:
+            evidence.total_energy_limit = priced[-1].total_energy_limit
+            evidence.total_energy_weight = priced[-1].total_energy_weight
+        elif snapshot is not None:
             evidence.total_energy_limit = snapshot.total_energy_limit
             evidence.total_energy_weight = snapshot.total_energy_weight
-        looks = [state.txs[txid] for txid in state.named if txid in state.txs]
         evidence.delegation = looks[0].tx if looks else None
         records = [look.record for look in looks if look.record is not None]
         evidence.delegated_resource = records[0] if records else None

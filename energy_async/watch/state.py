@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from energy_async.energy import EnergyTotals
 from energy_async.models import (
     ChainHead,
     DelegatedResource,
@@ -41,6 +42,7 @@ class TxLook(msgspec.Struct, frozen=True, kw_only=True):
     tx: DelegationTx
     record: DelegatedResource | None = None
     snapshot: ResourceSnapshot | None = None
+    totals: EnergyTotals | None = None
     owner: str | None = None
     consistent: int = 1  # reads in a row with the same facts (0 after a half-found read)
     vanished: bool = False  # seen pending, then not found at all
@@ -205,6 +207,7 @@ class WatchState(msgspec.Struct, frozen=True, kw_only=True):
             tx=tx,
             record=event.record,
             snapshot=event.snapshot,
+            totals=event.totals,
             owner=event.owner,
             consistent=consistent,
             vanished=vanished,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 from yarl import URL
 
+from energy_async.energy import EnergyTotals
 from energy_async.errors import (
     AuthenticationError,
     DuplicateOrder,
@@ -31,7 +32,7 @@ from energy_async.models import (
     ResourceSnapshot,
 )
 from energy_async.session import REPLAY_MISMATCH
-from energy_async.watch.attribution import TxStatus, judge_tx
+from energy_async.watch.attribution import TxStatus, before_the_order, judge_tx
 from energy_async.watch.events import (
     ChainFailed,
     CreateRefused,
@@ -112,6 +113,10 @@ class ProviderWitness:
                 await self.poll(referee)
             if referee.fatal is not None:
                 return
+            if referee.state.named:
+                # The chain is the witness now: a delivery needs nothing more from the
+                # provider, so ask it only at the slowest pace (for a failure it may report).
+                interval = self.policy.max_interval
             await anyio.sleep(interval)
             interval = min(interval * self.policy.backoff, self.policy.max_interval)
 
@@ -257,20 +262,17 @@ class ChainWitness:
         referee.observe(SnapshotRead(snapshot, anyio.current_time()))
 
     async def read_txs(self, referee: Observer) -> None:
+        """Every named tx not yet judged, side by side; then, for those that are ours, their
+        delegators' records (and the target's snapshot only when no totals read after their
+        blocks are at hand to price them): two round trips, whatever the number of txs."""
         state = referee.state
-        reads: list[DelegationTx] = []
-        for txid in state.named:
-            status, _ = judge_tx(state, txid, self.policy)
-            if status in (TxStatus.COUNTS, TxStatus.DISQUALIFIED) and txid in state.txs:
-                continue
-            if referee.budget_spent():
-                break
-            reads.append(
-                await self.verifier.delegation(
-                    txid, check_solid=self.policy.require_solid, meter=self.meter
-                )
-            )
-        looked = {tx.txid: tx for tx in reads}
+        wanted = [
+            txid
+            for txid in state.named
+            if txid not in state.txs
+            or judge_tx(state, txid, self.policy)[0] not in (TxStatus.COUNTS, TxStatus.DISQUALIFIED)
+        ]
+        looked = await self._read_delegations(referee, wanted)
         owners = {txid: self._claim(state, tx) for txid, tx in looked.items()}
         for txid, look in state.txs.items():
             owners.setdefault(txid, look.owner)
@@ -282,8 +284,11 @@ class ChainWitness:
         delegators = sorted({tx.owner for tx in counted if tx.owner})
         records: dict[str, DelegatedResource] = {}
         snapshot: ResourceSnapshot | None = None
+        totals = self._totals_after(counted)
         if delegators and not referee.budget_spent():
-            records, snapshot = await self._records_and_snapshot(state.target, delegators)
+            records, snapshot = await self._records_and_snapshot(
+                state.target, delegators, with_snapshot=totals is None
+            )
         now, at = anyio.current_time(), time.time()
         for txid in state.named:
             tx = looked.get(txid)
@@ -302,8 +307,37 @@ class ChainWitness:
                     snapshot=snapshot,
                     owner=owners[txid],
                     reread=reread,
+                    totals=totals if snapshot is None else None,
                 )
             )
+
+    async def _read_delegations(
+        self, referee: Observer, txids: list[str]
+    ) -> dict[str, DelegationTx]:
+        looked: dict[str, DelegationTx] = {}
+        room = self.policy.trongrid_budget - self.meter.calls
+
+        async def read(txid: str) -> None:
+            looked[txid] = await self.verifier.delegation(
+                txid, check_solid=self.policy.require_solid, meter=self.meter
+            )
+
+        per_tx = 3 if self.policy.require_solid else 2  # info and body, and solid when asked
+        txids = txids[: max(room // per_tx, 1)] if not referee.budget_spent() else []
+        if len(txids) == 1:
+            await read(txids[0])  # no task group for the usual single tx
+        elif txids:
+            async with anyio.create_task_group() as group:
+                for txid in txids:
+                    group.start_soon(read, txid)
+        return looked
+
+    def _totals_after(self, counted: list[DelegationTx]) -> EnergyTotals | None:
+        """Network totals read after every counted tx's block (none: read the target's)."""
+        times = [tx.block_time_ms for tx in counted]
+        if not times or any(ms is None for ms in times):
+            return None
+        return self.verifier.totals.since(max(ms for ms in times if ms is not None))
 
     def _claim(self, state: WatchState, tx: DelegationTx) -> str | None:
         """Credit a tx that delivers to the target to this order, unless another has it."""
@@ -317,13 +351,12 @@ class ChainWitness:
         )
         if not delivers:
             return self.ledger.owner(tx.txid)
-        head = state.head
-        if head is not None and tx.block_number is not None and tx.block_number <= head.number:
+        if before_the_order(state, tx) is not None:
             return self.ledger.owner(tx.txid)  # older than the order: never ours to claim
         return self.ledger.claim(tx.txid, state.key)
 
     async def _records_and_snapshot(
-        self, target: str, delegators: list[str]
+        self, target: str, delegators: list[str], *, with_snapshot: bool
     ) -> tuple[dict[str, DelegatedResource], ResourceSnapshot | None]:
         records: dict[str, DelegatedResource] = {}
         snapshot: ResourceSnapshot | None = None
@@ -335,8 +368,12 @@ class ChainWitness:
             nonlocal snapshot
             snapshot = await self.verifier.snapshot(target, meter=self.meter)
 
+        if len(delegators) == 1 and not with_snapshot:
+            await read_record(delegators[0])  # no task group for the usual single record
+            return records, snapshot
         async with anyio.create_task_group() as group:
             for owner in delegators:
                 group.start_soon(read_record, owner)
-            group.start_soon(read_snapshot)
+            if with_snapshot:
+                group.start_soon(read_snapshot)
         return records, snapshot

@@ -331,9 +331,13 @@ class Verifier(AsyncResource):
         async def read(path: str, decoder: msgspec.json.Decoder[Any]) -> None:
             replies[path], _, _ = await self._post(path, payload, decoder, meter)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(read, info_path, _TRANSACTION_INFO)
-            group.start_soon(read, "/wallet/gettransactionbyid", _TRANSACTION)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read, info_path, _TRANSACTION_INFO)
+                group.start_soon(read, "/wallet/gettransactionbyid", _TRANSACTION)
+        except BaseExceptionGroup as group_error:
+            error = _first_typed(group_error)
+            raise error from error.__cause__
         info: _TransactionInfo = replies[info_path]
         tx: _Transaction = replies["/wallet/gettransactionbyid"]
         solid = False
@@ -447,6 +451,17 @@ class Verifier(AsyncResource):
             cause = _http.safe_cause(error)  # aiohttp's error holds every header sent
         # Raised outside the handler, so not even __context__ keeps aiohttp's error.
         raise NetworkError(f"TronGrid request failed: {kind}", path=path) from cause
+
+
+def _first_typed(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """One typed error out of side-by-side reads (callers catch EnergyError, not groups)."""
+    typed, _ = group.split(EnergyError)
+    if typed is None:
+        return group
+    first: BaseException = typed
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def _classify(error: Exception, attempt: int) -> _http.Step | None:

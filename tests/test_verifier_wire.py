@@ -651,3 +651,14 @@ async def test_info_and_body_of_a_delegation_are_read_side_by_side(
     assert not tx.found
     paths = sorted(seen.path for seen in trongrid.seen)
     assert paths == ["/wallet/gettransactionbyid", "/wallet/gettransactioninfobyid"]
+
+
+async def test_a_failed_read_beside_another_raises_the_typed_error_itself(
+    trongrid: FakeTronGrid,
+) -> None:
+    trongrid.on("/wallet/gettransactionbyid", Reply(b'{"Error": "java.lang.NullPointerException"}'))
+    trongrid.on("/wallet/gettransactioninfobyid", Reply(b"{}"))
+    async with verifier(trongrid) as client:
+        with pytest.raises(NodeError) as raised:
+            await client.delegation("ab" * 32, check_solid=False)
+    assert raised.value.path == "/wallet/gettransactionbyid"

@@ -6,6 +6,7 @@ and how much of a body to read, so that both clients behave the same under fault
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import ipaddress
 import math
@@ -21,7 +22,13 @@ import anyio
 import msgspec
 from yarl import URL
 
-from energy_async.errors import BadResponse, ConfigurationError
+from energy_async.errors import (
+    BadResponse,
+    ConfigurationError,
+    NodeError,
+    RateLimited,
+    ServiceUnavailable,
+)
 
 __all__ = [
     "DECODE_ERRORS",
@@ -29,14 +36,18 @@ __all__ = [
     "DEFAULT_TOTAL_TIMEOUT",
     "LOOPBACK_RATE",
     "MAX_BODY_BYTES",
+    "Aimd",
     "CallMeter",
+    "Outcome",
     "RateLimiter",
     "RetryPolicy",
     "Step",
     "TransportFault",
+    "adapt",
     "check_base_url",
     "default_rate",
     "is_loopback_host",
+    "is_throttle",
     "new_client_session",
     "parse_retry_after",
     "read_capped",
@@ -197,56 +208,151 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(seconds, 0.0)
 
 
-class RateLimiter:
-    """A token bucket shared by every task that talks to one service.
+class Outcome(enum.Enum):
+    """What one answer says about the pace: served, or throttled (slow down)."""
 
-    ``rate`` requests per second on average, bursts of up to ``burst``. Waiters are served in
-    arrival order, so a flood of tasks cannot starve one.
+    SERVED = "served"
+    THROTTLED = "throttled"
+
+
+@dataclass(frozen=True, slots=True)
+class Aimd:
+    """How a limiter's rate adapts: additive increase, multiplicative decrease.
+
+    A throttled answer cuts the rate to ``decrease`` times itself, at most once per
+    ``cooldown`` seconds (the answers to requests already sent at the old pace say nothing new;
+    quotas are counted per second), and never below ``floor``. Every served answer adds
+    ``increase / rate``, so the rate regains ``increase`` requests/s per second of traffic at
+    full pace, up to ``ceiling``.
     """
 
-    def __init__(self, rate: float, burst: int | None = None) -> None:
-        if rate <= 0:
+    ceiling: float
+    floor: float
+    increase: float
+    decrease: float = 0.5
+    cooldown: float = 1.0
+
+    @classmethod
+    def for_ceiling(cls, ceiling: float, floor: float | None = None) -> Aimd:
+        """The default policy: never below a quarter of the ceiling (a key shared by more
+        clients than that needs a lower ``rate_limit``; Retry-After still paces retries), and
+        back from the floor to the ceiling in about 12 seconds of traffic."""
+        floor = ceiling / 4 if floor is None else floor
+        if not 0 < floor <= ceiling:
+            raise ConfigurationError("the rate floor must be positive and at most the rate")
+        return cls(ceiling=ceiling, floor=floor, increase=ceiling / 16)
+
+
+def adapt(rate: float, outcome: Outcome, since_cut: float, policy: Aimd) -> float:
+    """The next rate after one answer (pure: the limiter keeps the state)."""
+    if outcome is Outcome.THROTTLED:
+        if since_cut < policy.cooldown:
+            return rate
+        return max(policy.floor, rate * policy.decrease)
+    return min(policy.ceiling, rate + policy.increase / rate)
+
+
+def is_throttle(error: BaseException) -> bool:
+    """Whether a failed attempt means "slower, please": a 429 or TronGrid's 403/503 throttling
+    (`RateLimited`), a provider's 503, or TronGrid's in-band "lack of computing resources"
+    (the one `NodeError` the verifier marks retryable)."""
+    if isinstance(error, RateLimited):
+        return True
+    if isinstance(error, ServiceUnavailable):
+        return error.http_status == 503
+    return isinstance(error, NodeError) and error.retryable
+
+
+class RateLimiter:
+    """A token bucket shared by every task that talks to one service, adapting to its answers.
+
+    It starts at ``rate`` requests per second (the ceiling), bursts of up to ``burst`` (never
+    more than one second at the current rate). `observe` adapts the rate (`Aimd`): throttled
+    answers halve it, down to ``floor`` (default a quarter of ``rate``); served ones grow it
+    back. ``floor=rate`` makes a fixed limiter. Waiters are served in arrival order, so a
+    flood of tasks cannot starve one. ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int | None = None,
+        *,
+        floor: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        if not rate > 0 or math.isinf(rate):
             raise ConfigurationError("rate limit must be positive")
+        self.policy = Aimd.for_ceiling(rate, floor)
         self.rate = rate
         self.burst = burst if burst is not None else max(1, math.ceil(rate))
+        self._clock = clock
+        self._sleep = sleep
         self._tokens = float(self.burst)
-        self._updated = time.monotonic()
+        self._updated = clock()
+        self._last_cut = -math.inf
         self._lock = anyio.Lock()
+
+    @property
+    def ceiling(self) -> float:
+        return self.policy.ceiling
 
     async def acquire(self) -> None:
         if not self._lock.locked():
             # Fast path, no await between check and take: nobody is queued and a token is
             # there, so taking it cannot jump the queue.
-            self._refill(time.monotonic())
+            self._refill(self._clock())
             if self._tokens >= 1:
                 self._tokens -= 1
                 return
         async with self._lock:
-            self._refill(time.monotonic())
+            self._refill(self._clock())
             if self._tokens < 1:
                 wait = (1 - self._tokens) / self.rate
-                await anyio.sleep(wait)
-                self._updated = time.monotonic()
+                await self._sleep(wait)
+                self._updated = self._clock()
                 self._tokens = 1.0
             self._tokens -= 1
 
+    def observe(self, outcome: Outcome) -> None:
+        """Adapt the rate to one answer (see `Aimd`)."""
+        now = self._clock()
+        rate = adapt(self.rate, outcome, now - self._last_cut, self.policy)
+        if rate == self.rate:
+            return
+        self._refill(now)  # the time so far counts at the old rate
+        if rate < self.rate:
+            self._last_cut = now
+            self._tokens = min(self._tokens, 0.0)  # no saved-up burst into a throttled key
+        self.rate = rate
+
     def _refill(self, now: float) -> None:
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        cap = max(1.0, min(float(self.burst), self.rate))
+        self._tokens = min(cap, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
 
 
-# One token bucket per (service, base URL, key, rate) in the process: services limit per key, so
-# every client sharing a key must share its budget. The key is hashed: no secret is kept here.
+# One limiter per (service, base URL, key, rate) in the process: services limit per key, so
+# every client sharing a key must share its budget (and what it learns about the key's real
+# limit). The key is hashed: no secret is kept here. Tests pass a registry of their own.
 _LIMITERS: dict[tuple[str, str, str | None, float], RateLimiter] = {}
 
 
-def shared_limiter(service: str, base_url: str, api_key: str | None, rate: float) -> RateLimiter:
-    """The process-wide limiter for this service, URL, key and rate (made on first use)."""
+def shared_limiter(
+    service: str,
+    base_url: str,
+    api_key: str | None,
+    rate: float,
+    registry: dict[tuple[str, str, str | None, float], RateLimiter] | None = None,
+) -> RateLimiter:
+    """The process-wide limiter for this service, URL, key and ceiling (made on first use)."""
+    limiters = _LIMITERS if registry is None else registry
     key_id = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
     slot = (service, base_url, key_id, rate)
-    limiter = _LIMITERS.get(slot)
+    limiter = limiters.get(slot)
     if limiter is None:
-        limiter = _LIMITERS[slot] = RateLimiter(rate)
+        limiter = limiters[slot] = RateLimiter(rate)
     return limiter
 
 
@@ -273,22 +379,31 @@ async def retry_loop(
     classify: Callable[[Exception, int], Step | None],
     give_up: Callable[[BaseException], NoReturn],
     on_retry: Callable[[Step, int, float], None] | None = None,
+    *,
+    limiter: RateLimiter | None = None,
 ) -> T:
     """Call ``attempt(n)`` until it returns; every failure goes through ``classify``.
 
     ``classify`` returns ``None`` for an error to raise as it is, else a `Step`. When a step does
     not ask for another try, or the policy is out of attempts or will not wait that long,
     ``give_up(step.error)`` raises. One loop for every client, so that they behave alike.
+    ``limiter`` (the one ``attempt`` acquires) learns from every answer: served or throttled.
     """
     attempts = 0
     while True:
         attempts += 1
         try:
-            return await attempt(attempts)
+            result = await attempt(attempts)
         except Exception as exc:
             step = classify(exc, attempts)
             if step is None:
                 raise
+        else:
+            if limiter is not None:
+                limiter.observe(Outcome.SERVED)
+            return result
+        if limiter is not None and is_throttle(step.error):
+            limiter.observe(Outcome.THROTTLED)
         if step.now:
             continue
         delay = (

@@ -535,7 +535,9 @@ class ProviderSession(AsyncResource):
                 " with the same client_order_id" if client_order_id else "",
             )
 
-        return await retry_loop(self._retry, attempt, classify, give_up, on_retry)
+        return await retry_loop(
+            self._retry, attempt, classify, give_up, on_retry, limiter=self._limiter
+        )
 
     def _classify(
         self,

@@ -208,10 +208,11 @@ class Verifier(AsyncResource):
 
     ``api_key`` defaults to the ``TRONGRID_API_KEY`` environment variable (pass ``""`` to send
     none). ``rate_limit`` is requests per second, shared by every Verifier with the same base
-    URL, key and rate (default: 15 with a key, 3 without, 1000 for a loopback node). A
-    ``session`` you pass is used as is and never closed here. ``totals`` holds the network's
-    energy totals learned by every snapshot, so delegations are priced without a read of
-    their own (:class:`~energy_async.energy.TotalsWindow`); pass one to share it.
+    URL, key and rate (default: 15 with a key, 3 without, no limit for a loopback node); it
+    backs off on throttling and grows back to that ceiling (`_http.Aimd`). A ``session`` you
+    pass is used as is and never closed here. ``totals`` holds the network's energy totals
+    learned by every snapshot, so delegations are priced without a read of their own
+    (:class:`~energy_async.energy.TotalsWindow`); pass one to share it.
     """
 
     def __init__(
@@ -419,7 +420,9 @@ class Verifier(AsyncResource):
                 wait,
             )
 
-        return await _http.retry_loop(self._retry, attempt, _classify, _raise, on_retry)
+        return await _http.retry_loop(
+            self._retry, attempt, _classify, _raise, on_retry, limiter=self._limiter
+        )
 
     async def _send(
         self, path: str, body: bytes, meter: _http.CallMeter | None

@@ -1,16 +1,19 @@
 """Switchable faults and request bookkeeping for every sandbox service.
 
-A test either injects a fault for the next N matching requests (deterministic) or sets a rate
-(seeded random, for soak runs). Each service app asks ``control.faults.draw(endpoint)`` once per
-request and applies what it gets in its own way (a TronGrid throttle body differs from a
-provider's 429), so this module only decides *whether* and *which*.
+A test either injects a fault for the next N matching requests (deterministic), sets a rate
+(seeded random, for soak runs), or sets a quota (requests per second above which the service
+throttles, as a real key's limit does). Each service app asks ``control.faults.draw(endpoint)``
+once per request and applies what it gets in its own way (a TronGrid throttle body differs
+from a provider's 429), so this module only decides *whether* and *which*.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections import Counter
+import time
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,12 +67,35 @@ class _Rate:
     params: dict[str, Any]
 
 
+@dataclass(slots=True)
+class _Quota:
+    """At most ``per_second`` requests in any one-second window (a sliding window, the
+    strictest reading of a "requests per second" limit); the rest are throttled."""
+
+    per_second: int
+    clock: Callable[[], float]
+    params: dict[str, Any]
+    served: deque[float] = field(default_factory=deque)
+    refused: int = 0
+
+    def over(self) -> bool:
+        now = self.clock()
+        while self.served and self.served[0] <= now - 1.0:
+            self.served.popleft()
+        if len(self.served) >= self.per_second:
+            self.refused += 1
+            return True
+        self.served.append(now)
+        return False
+
+
 class FaultPlan:
     """Which faults the next requests get. ``endpoint="any"`` matches every endpoint."""
 
     def __init__(self, seed: int = 0) -> None:
         self._injected: list[_Injected] = []
         self._rates: list[_Rate] = []
+        self._quota: _Quota | None = None
         self._rng = random.Random(seed)
 
     def inject(self, fault: Fault, *, times: int = 1, endpoint: str = "any", **params: Any) -> None:
@@ -88,12 +114,37 @@ class FaultPlan:
         """Injected faults not yet drawn (a test waits on this to know a request arrived)."""
         return sum(item.remaining for item in self._injected)
 
+    def set_quota(
+        self,
+        per_second: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **params: Any,
+    ) -> None:
+        """Throttle every request beyond ``per_second`` in any one-second window of ``clock``
+        (``None`` lifts the quota): a provider answers 429 (`Fault.RATE_LIMIT`), TronGrid its
+        429 throttle body, both with ``params`` (``retry_after``)."""
+        if per_second is not None and per_second < 1:
+            raise ValueError("a quota must allow at least one request per second")
+        self._quota = None if per_second is None else _Quota(per_second, clock, params)
+
+    @property
+    def quota_refused(self) -> int:
+        """Requests the quota has throttled so far."""
+        return 0 if self._quota is None else self._quota.refused
+
     def clear(self) -> None:
         self._injected.clear()
         self._rates.clear()
+        self._quota = None
 
     def draw(self, endpoint: str, allowed: frozenset[Fault] | None = None) -> ActiveFault | None:
         """The fault for one request to ``endpoint``, if any (consumes an injected one)."""
+        if self._quota is not None and self._quota.over():
+            kind = Fault.THROTTLE_429
+            if allowed is None or Fault.RATE_LIMIT in allowed:
+                kind = Fault.RATE_LIMIT
+            return ActiveFault(kind, self._quota.params)
         for item in self._injected:
             if item.remaining > 0 and item.endpoint in ("any", endpoint):
                 if allowed is not None and item.fault not in allowed:

@@ -264,13 +264,18 @@ def is_throttle(error: BaseException) -> bool:
 
 
 class RateLimiter:
-    """A token bucket shared by every task that talks to one service, adapting to its answers.
+    """A rate limit shared by every task that talks to one service, adapting to its answers.
 
-    It starts at ``rate`` requests per second (the ceiling), bursts of up to ``burst`` (never
-    more than one second at the current rate). `observe` adapts the rate (`Aimd`): throttled
-    answers halve it, down to ``floor`` (default a quarter of ``rate``); served ones grow it
-    back. ``floor=rate`` makes a fixed limiter. Waiters are served in arrival order, so a
-    flood of tasks cannot starve one. ``clock`` and ``sleep`` are injectable for tests.
+    It starts at ``rate`` requests per second (the ceiling), with bursts of up to ``burst``
+    after a pause (never more than one second at the current rate). `observe` adapts the rate
+    (`Aimd`): throttled answers halve it, down to ``floor`` (default a quarter of ``rate``);
+    served ones grow it back. ``floor=rate`` makes a fixed limiter. ``clock`` and ``sleep`` are
+    injectable for tests.
+
+    A token bucket kept as the time the next request is due (GCRA): each `acquire` books the
+    next slot without waiting for anyone, so tasks are paced in arrival order and none starves,
+    and a task woken late by a busy event loop delays nobody else (a queue behind one lock
+    drains one task per loop turn, far below the rate). A cancelled wait keeps its slot.
     """
 
     def __init__(
@@ -289,31 +294,23 @@ class RateLimiter:
         self.burst = burst if burst is not None else max(1, math.ceil(rate))
         self._clock = clock
         self._sleep = sleep
-        self._tokens = float(self.burst)
-        self._updated = clock()
+        # When the next request is due at an even pace; it may go up to the burst's slack
+        # earlier.
+        self._due = clock()
         self._last_cut = -math.inf
-        self._lock = anyio.Lock()
 
     @property
     def ceiling(self) -> float:
         return self.policy.ceiling
 
     async def acquire(self) -> None:
-        if not self._lock.locked():
-            # Fast path, no await between check and take: nobody is queued and a token is
-            # there, so taking it cannot jump the queue.
-            self._refill(self._clock())
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-        async with self._lock:
-            self._refill(self._clock())
-            if self._tokens < 1:
-                wait = (1 - self._tokens) / self.rate
-                await self._sleep(wait)
-                self._updated = self._clock()
-                self._tokens = 1.0
-            self._tokens -= 1
+        now = self._clock()
+        interval = 1.0 / self.rate
+        due = max(self._due, now)  # a pause saves up no more than the burst
+        self._due = due + interval
+        start = due - self._slack(self.rate)
+        if start > now:
+            await self._sleep(start - now)
 
     def observe(self, outcome: Outcome) -> None:
         """Adapt the rate to one answer (see `Aimd`)."""
@@ -321,16 +318,15 @@ class RateLimiter:
         rate = adapt(self.rate, outcome, now - self._last_cut, self.policy)
         if rate == self.rate:
             return
-        self._refill(now)  # the time so far counts at the old rate
         if rate < self.rate:
             self._last_cut = now
-            self._tokens = min(self._tokens, 0.0)  # no saved-up burst into a throttled key
+            # No saved-up burst into a throttled key: the next request waits one interval.
+            self._due = max(self._due, now + 1.0 / rate + self._slack(rate))
         self.rate = rate
 
-    def _refill(self, now: float) -> None:
-        cap = max(1.0, min(float(self.burst), self.rate))
-        self._tokens = min(cap, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
+    def _slack(self, rate: float) -> float:
+        """How much earlier than due a request may go: the burst less one, at ``rate``."""
+        return (max(1.0, min(float(self.burst), rate)) - 1) / rate
 
 
 # One limiter per (service, base URL, key, rate) in the process: services limit per key, so

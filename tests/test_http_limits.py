@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import NoReturn
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from energy_async import _http
@@ -25,7 +27,8 @@ SERVED, THROTTLED = Outcome.SERVED, Outcome.THROTTLED
 
 
 class VirtualClock:
-    """Time that passes only when the limiter waits: pacing without sleeping."""
+    """Time that passes only when the limiter waits: pacing without sleeping. For one task at
+    a time (concurrent sleepers would each move it on)."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -35,6 +38,7 @@ class VirtualClock:
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
+        await anyio.lowlevel.checkpoint()
 
 
 @pytest.mark.parametrize(

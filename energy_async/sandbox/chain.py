@@ -26,9 +26,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from tronpy.keys import PrivateKey
-
 from energy_async.sandbox.base58 import decode_address, is_valid_address
+from energy_async.sandbox.keys import SigningKey
 
 __all__ = [
     "BLOCK_TIME",
@@ -171,7 +170,7 @@ class Transaction:
     expiration_ms: int
     ref_block_bytes: bytes
     ref_block_hash: bytes
-    signer: PrivateKey = field(repr=False, compare=False)  # the owner's key
+    signer: SigningKey = field(repr=False, compare=False)  # the owner's key
 
     def raw_data(self) -> bytes:
         """The protobuf ``Transaction.raw`` bytes; the txid is their SHA-256."""
@@ -205,7 +204,7 @@ class Transaction:
     def signature(self) -> bytes:
         """r || s || v by the owner's key over the txid, v as 27/28 (0x1b/0x1c) like the wallets
         in java-tron's docs. Made on first read: signing dominated a broadcast's cost."""
-        made: bytes = self.signer.sign_msg_hash(bytes.fromhex(self.txid)).to_bytes()
+        made = self.signer.sign(bytes.fromhex(self.txid))
         return made[:64] + bytes([made[64] + 27])
 
     @property
@@ -253,8 +252,8 @@ class Chain:
         self._weight = float(total_energy_weight)
         self._weight_block = start_block
         self._accounts: dict[str, Account] = {}
-        self._keys: dict[str, PrivateKey] = {}
-        self._witness_keys: dict[int, PrivateKey] = {}
+        self._keys: dict[str, SigningKey] = {}
+        self._witness_keys: dict[int, SigningKey] = {}
         self._blocks: dict[int, list[str]] = {}  # block number -> txids, in execution order
         self._txs: dict[str, _Entry] = {}
         self._due: list[tuple[int, int, str]] = []  # (block, sequence, txid), a heap
@@ -304,12 +303,12 @@ class Chain:
         self._sync()
         return list(self._blocks.get(number, ()))
 
-    def witness_key(self, number: int) -> PrivateKey:
+    def witness_key(self, number: int) -> SigningKey:
         """The key of the witness that produced block ``number``: 27 of them take turns."""
         slot = number % WITNESS_COUNT
         key = self._witness_keys.get(slot)
         if key is None:
-            key = PrivateKey(hashlib.sha256(f"witness:{self.seed}:{slot}".encode()).digest())
+            key = SigningKey(hashlib.sha256(f"witness:{self.seed}:{slot}".encode()).digest())
             self._witness_keys[slot] = key
         return key
 
@@ -368,14 +367,14 @@ class Chain:
         """A fresh address, deterministic by seed, not activated; the chain holds its key."""
         while True:
             try:
-                key = PrivateKey(self._addresses.randbytes(32))
-            except ValueError:  # BadKey: zero or past the curve order, about 2**-128 likely
+                key = SigningKey(self._addresses.randbytes(32))
+            except ValueError:  # zero or past the curve order, about 2**-128 likely
                 continue
-            address: str = key.public_key.to_base58check_address()
+            address = key.address
             self._keys[address] = key
             return address
 
-    def private_key(self, address: str) -> PrivateKey | None:
+    def private_key(self, address: str) -> SigningKey | None:
         """The key behind an address this chain made (the sandbox's own, worthless keys)."""
         return self._keys.get(address)
 

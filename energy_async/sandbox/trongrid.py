@@ -698,11 +698,11 @@ def _block_json(chain: Chain, number: int, call: _Call, *, transactions: bool = 
     """
     block_hash = chain.block_hash(number)
     witness = chain.witness_key(number)
-    signature = witness.sign_msg_hash(block_hash).to_bytes()
+    signature = witness.sign(block_hash)
     raw_data: _Body = {
         **_nonzero(number=number),
         "txTrieRoot": hashlib.sha256(f"txroot:{chain.seed}:{number}".encode()).hexdigest(),
-        "witness_address": _show(witness.public_key.to_base58check_address(), call),
+        "witness_address": _show(witness.address, call),
         "parentHash": chain.block_id(number - 1) if number else "00" * 32,
         "version": _BLOCK_VERSION,
         **_nonzero(timestamp=chain.block_timestamp_ms(number)),

@@ -621,6 +621,7 @@ async def test_demo_shows_the_whole_job_and_catches_the_cheat() -> None:
     assert elapsed < 20.0
 
 
+@pytest.mark.slow  # four CLI processes and a cheated order judged to its end: about 10 s
 async def test_verify_an_existing_order_judges_it_again_and_buys_nothing(served: Any) -> None:
     sandbox, urls = served
     honest, cheated = sandbox.new_target(), sandbox.new_target()

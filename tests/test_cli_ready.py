@@ -1,48 +1,45 @@
-"""``energy-async ready`` and ``energy-async buy --from --usdt-to --amount`` as scripts run them:
-a subprocess against a sandbox served by this test process; exit codes 0/1/2/4."""
+"""``energy-async ready`` and ``energy-async buy --from --usdt-to --amount`` as scripts run them,
+against a sandbox served by this test process; exit codes 0/1/2/4. Purchases run the CLI as a
+subprocess; runs that buy nothing run it in this process (milliseconds, not an interpreter)."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
 import pytest
 
 from energy_async.energy import sun_for_energy
-from energy_async.sandbox import (
-    CATFEE_API_KEY,
-    CATFEE_API_SECRET,
-    MEFREE_API_KEY,
-    MEFREE_API_SECRET,
-    Sandbox,
-    SandboxURLs,
-)
+from energy_async.sandbox import Sandbox, SandboxURLs
 from energy_async.sandbox.chain import TOTAL_ENERGY_LIMIT
 from energy_async.sandbox.trc20 import USDT
+from tests import test_cli
 
 pytestmark = pytest.mark.anyio
 
 TRX = 1_000_000
-ENV = {
-    **{k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_SECRET"))},
-    "CATFEE_API_KEY": CATFEE_API_KEY,
-    "CATFEE_API_SECRET": CATFEE_API_SECRET,
-    "MEFREE_API_KEY": MEFREE_API_KEY,
-    "MEFREE_API_SECRET": MEFREE_API_SECRET,
-}
+Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    done = await anyio.run_process(
-        [sys.executable, "-m", "energy_async", *args], env=ENV, check=False
-    )
-    stderr = done.stderr.decode()
-    assert "Traceback" not in stderr, stderr
-    return done.returncode, done.stdout.decode(), stderr
+    """The CLI as a subprocess."""
+    run = await test_cli.cli(*args)
+    test_cli.no_traceback(run)
+    return run.code, run.stdout, run.stderr
+
+
+@pytest.fixture
+def quick(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The CLI in this process, for runs that buy nothing."""
+    inproc = test_cli.in_process_cli(capsys, monkeypatch)
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        done = await inproc(*args)
+        test_cli.no_traceback(done)
+        return done.code, done.stdout, done.stderr
+
+    return run
 
 
 @pytest.fixture
@@ -70,9 +67,9 @@ def transfer_args(urls: SandboxURLs, sender: str, to: str, amount: str = "12.5")
     return ["--from", sender, "--usdt-to", to, "--amount", amount, "--trongrid-url", urls.trongrid]
 
 
-async def test_ready_exits_0_with_the_fee_limit(served: Any) -> None:
+async def test_ready_exits_0_with_the_fee_limit(served: Any, quick: Cli) -> None:
     sandbox, urls = served
-    code, out, err = await cli(
+    code, out, err = await quick(
         "ready", *transfer_args(urls, sender(sandbox, energy=70_000), holder(sandbox)), "--json"
     )
     answer = json.loads(out)
@@ -81,9 +78,9 @@ async def test_ready_exits_0_with_the_fee_limit(served: Any) -> None:
     assert "caps ALL the energy" in err and err.startswith("READY")
 
 
-async def test_not_ready_exits_1_and_says_what_is_missing(served: Any) -> None:
+async def test_not_ready_exits_1_and_says_what_is_missing(served: Any, quick: Cli) -> None:
     sandbox, urls = served
-    code, out, err = await cli(
+    code, out, err = await quick(
         "ready", *transfer_args(urls, sender(sandbox), sandbox.chain.new_address())
     )
     assert code == 1 and out == ""
@@ -100,23 +97,23 @@ async def test_not_ready_exits_1_and_says_what_is_missing(served: Any) -> None:
     ],
 )
 async def test_bad_input_exits_2_with_one_line(
-    served: Any, amount: str, token: str | None, words: str
+    served: Any, quick: Cli, amount: str, token: str | None, words: str
 ) -> None:
     sandbox, urls = served
     args = transfer_args(urls, sender(sandbox), holder(sandbox), amount)
     if token is not None:
         args += ["--token", sandbox.chain.new_address() if token == "new" else token]
-    code, out, err = await cli("ready", *args)
+    code, out, err = await quick("ready", *args)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert words in err
 
 
 @pytest.mark.slow  # the verifier's retries back off for about 4 s before giving up
-async def test_trongrid_down_exits_4(served: Any) -> None:
+async def test_trongrid_down_exits_4(served: Any, quick: Cli) -> None:
     sandbox, urls = served
     args = transfer_args(urls, sender(sandbox), holder(sandbox))
     sandbox.trongrid.unreachable = True
-    code, _, err = await cli("ready", *args)
+    code, _, err = await quick("ready", *args)
     assert code == 4 and "nothing was bought" in err
 
 
@@ -142,9 +139,9 @@ async def test_buy_for_a_transfer_buys_the_shortfall_and_ends_ready(served: Any)
     assert sandbox.catfee.charges(answer["result"]["client_order_id"]) == 1
 
 
-async def test_buy_for_a_ready_transfer_buys_nothing(served: Any) -> None:
+async def test_buy_for_a_ready_transfer_buys_nothing(served: Any, quick: Cli) -> None:
     sandbox, urls = served
-    code, out, err = await cli(
+    code, out, err = await quick(
         "buy",
         "--provider",
         "mefree",
@@ -159,9 +156,9 @@ async def test_buy_for_a_ready_transfer_buys_nothing(served: Any) -> None:
     assert sandbox.mefree.control.count("create") == 0
 
 
-async def test_buy_refuses_a_transfer_mixed_with_an_energy_order(served: Any) -> None:
+async def test_buy_refuses_a_transfer_mixed_with_an_energy_order(served: Any, quick: Cli) -> None:
     sandbox, urls = served
-    code, _, err = await cli(
+    code, _, err = await quick(
         "buy",
         "--provider",
         "catfee",

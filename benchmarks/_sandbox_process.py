@@ -34,6 +34,7 @@ from energy_async._http import LOOPBACK_RATE, RateLimiter
 
 __all__ = [
     "LIFTED_RATE",
+    "Latency",
     "RunningSandbox",
     "SandboxInfo",
     "chain_drift_ms",
@@ -67,13 +68,32 @@ class SandboxInfo:
         return self.anchor_real + (chain_ms / 1000 - self.anchor_chain) / self.speed
 
 
-def _serve(conn: Connection, seed: int, speed: float, targets: int) -> None:
-    from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Sandbox
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Seconds each request waits before the service answers: mainnet-like round trips."""
+
+    provider: float = 0.2
+    trongrid: float = 0.15
+
+
+def _serve(
+    conn: Connection, seed: int, speed: float, targets: int, latency: Latency | None
+) -> None:
+    from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Fault, Sandbox
 
     async def main() -> None:
         sandbox = Sandbox(seed=seed, speed=speed)
         for control in (sandbox.catfee.control, sandbox.mefree.control, sandbox.trongrid):
             control.keep_log = False
+        if latency is not None:
+            # The sandbox's own LATENCY fault on every request: the answer waits, then
+            # reflects the state when it is produced (as a far server's would).
+            for control, delay in (
+                (sandbox.catfee.control, latency.provider),
+                (sandbox.mefree.control, latency.provider),
+                (sandbox.trongrid, latency.trongrid),
+            ):
+                control.faults.set_rate(Fault.LATENCY, 1.0, delay=delay)
         async with sandbox.serve() as urls:
             pool = tuple(sandbox.new_target() for _ in range(targets))
             anchor_real, anchor_chain = time.time(), sandbox.chain.clock.now()
@@ -111,13 +131,16 @@ class RunningSandbox:
 
 
 @contextmanager
-def sandbox_process(*, speed: float, targets: int, seed: int = 0) -> Iterator[RunningSandbox]:
-    """A sandbox on a chain clock ``speed`` times real time, in its own process."""
+def sandbox_process(
+    *, speed: float, targets: int, seed: int = 0, latency: Latency | None = None
+) -> Iterator[RunningSandbox]:
+    """A sandbox on a chain clock ``speed`` times real time, in its own process, with every
+    answer delayed by ``latency`` when given."""
     if speed <= 0:
         raise ValueError("a benchmark needs a running chain clock (speed > 0)")
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
-        target=_serve, args=(child, seed, speed, targets), daemon=True
+        target=_serve, args=(child, seed, speed, targets, latency), daemon=True
     )
     server.start()
     try:

@@ -14,14 +14,29 @@ with mainnet. The clients' rate limiters stay in the path with their rate out of
 loopback default (1,000 requests/s per service) caps 128 orders in flight at about 140/s, which
 ``--default-limits`` shows.
 
+Next to it, ``--real-orders`` orders (default 48, 0 to skip) run at real chain speed (a block
+every 3 s, the default PollPolicy) with every answer delayed like a mainnet round trip
+(provider 200 ms, TronGrid 150 ms): inclusion to verdict and "tx named to verdict" (from the
+provider answer that first named the tx) at p50/p90, in seconds.
+
+``--baseline REF`` runs the same x100 levels, in the same session and machine, with the code
+of git commit REF (a detached worktree under the temp directory, its own bench script), so
+CPU per order and calls per order compare side by side whatever the machine's load.
+
     python benchmarks/bench_coordinator.py [--orders N] [--concurrency 1 16 128] [--speed X]
-                                           [--default-limits]
+                                           [--default-limits] [--real-orders N]
+                                           [--real-concurrency 16] [--baseline REF]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +44,7 @@ from typing import Any
 
 import anyio
 from _sandbox_process import (
+    Latency,
     RunningSandbox,
     SandboxInfo,
     chain_drift_ms,
@@ -60,6 +76,7 @@ class Level:
     provider_calls: list[int] = field(default_factory=list)
     inclusion_to_verdict: list[float] = field(default_factory=list)  # seconds
     inclusion_to_noticed: list[float] = field(default_factory=list)
+    named_to_verdict: list[float] = field(default_factory=list)  # seconds
     order_to_inclusion: list[float] = field(default_factory=list)
     # Verified by the EnergyLimit delta before the provider named its tx: (order id, timings).
     to_resolve: list[tuple[str, float, float | None]] = field(default_factory=list)
@@ -80,6 +97,9 @@ class Level:
             return
         self.provider_calls.append(evidence.provider_calls)
         assert evidence.settled_at is not None
+        named_at = next((c.at for c in evidence.status_history if c.delegate_hash), None)
+        if named_at is not None:
+            self.named_to_verdict.append(evidence.settled_at - named_at)
         tx = evidence.delegation
         if tx is None or tx.block_time_ms is None:
             self.trongrid_calls["delta"].append(evidence.trongrid_calls)
@@ -143,6 +163,7 @@ class Level:
                 key: round(value / 1000 / block, 2) for key, value in _percentiles(latency).items()
             },
             "inclusion_to_noticed_ms": _percentiles(self.inclusion_to_noticed),
+            "named_to_verdict_ms": _percentiles(self.named_to_verdict),
             "order_to_inclusion_ms": _percentiles(self.order_to_inclusion),
             "not_delivered_samples": self.odd,
         }
@@ -160,6 +181,7 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(seconds, n=100, method="inclusive")
     return {
         "p50": round(cuts[49] * 1000, 1),
+        "p90": round(cuts[89] * 1000, 1),
         "p99": round(cuts[98] * 1000, 1),
         "min": round(min(seconds) * 1000, 1),
         "max": round(max(seconds) * 1000, 1),
@@ -210,9 +232,20 @@ def main() -> None:
         action="store_true",
         help="keep the clients' default rate limits (loopback: 1,000 requests/s per service)",
     )
+    parser.add_argument(
+        "--real-orders",
+        type=int,
+        default=48,
+        help="orders per level at real chain speed with mainnet-like latency (0: skip)",
+    )
+    parser.add_argument("--real-concurrency", type=int, nargs="+", default=[16])
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run the x100 levels with the code of commit REF"
+    )
     args = parser.parse_args()
 
     source = source_version()
+    baseline = run_baseline(args) if args.baseline else None
     levels: list[dict[str, Any]] = []
     with sandbox_process(speed=args.speed, targets=TARGETS) as sandbox:
         drift_before = chain_drift_ms(sandbox.info)
@@ -222,9 +255,18 @@ def main() -> None:
             )
             levels.append(level.summary(args.speed))
         drift_after = chain_drift_ms(sandbox.info)
+    real: list[dict[str, Any]] = []
+    latency = Latency()
+    if args.real_orders:
+        with sandbox_process(speed=1.0, targets=TARGETS, latency=latency) as sandbox:
+            for concurrency in args.real_concurrency:
+                level = anyio.run(
+                    run_level, sandbox, concurrency, args.real_orders, 1.0, not args.default_limits
+                )
+                real.append(level.summary(1.0))
 
     poll = scaled_poll(args.speed)
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "Coordinator.buy against the sandbox (CatFee + TronGrid), full verification",
         "orders_per_level": args.orders,
         "energy_per_order": ENERGY,
@@ -246,9 +288,76 @@ def main() -> None:
         },
         "levels": levels,
     }
+    if real:
+        result["real_speed"] = {
+            "speed": 1.0,
+            "block_ms": 3000.0,
+            "orders_per_level": args.real_orders,
+            "latency_s": {"provider": latency.provider, "trongrid": latency.trongrid},
+            "poll_policy": "PollPolicy() defaults",
+            "levels": real,
+        }
+    if baseline is not None:
+        result["baseline"] = baseline
     write_results(RESULTS, result, source)
     _print_table(result)
     print(f"written to {RESULTS}")
+
+
+def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """The same x100 levels with the code of ``args.baseline``, run now, on this machine.
+
+    The commit's tree is exported (``git archive``) to a temp directory and its own bench
+    script runs there on its own package (``PYTHONPATH``), so nothing of this checkout runs.
+    """
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*words: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *words], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--verify", f"{args.baseline}^{{commit}}")
+    root = Path(tempfile.gettempdir()) / f"energy_async-baseline-{commit[:12]}"
+    if not (root / "energy_async").is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", commit], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    command = [
+        sys.executable,
+        "benchmarks/bench_coordinator.py",
+        "--orders",
+        str(args.orders),
+        "--concurrency",
+        *(str(level) for level in args.concurrency),
+        "--speed",
+        str(args.speed),
+    ]
+    if args.default_limits:
+        command.append("--default-limits")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    print(f"baseline: {commit[:12]} in {root}", flush=True)
+    subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+    old = json.loads((root / "benchmarks" / "results" / "bench_coordinator.json").read_text())
+    ran = old["energy_async"]["path"]
+    if not ran.startswith(str(root)):
+        raise RuntimeError(f"the baseline ran the package at {ran}, not the commit's")
+    keys = (
+        "concurrency",
+        "verdicts",
+        "client_cpu_ms_per_order",
+        "trongrid_calls_per_verified",
+        "provider_calls_per_verified",
+        "inclusion_to_verdict_ms",
+    )
+    return {
+        "commit": commit,
+        "ran_from": ran,
+        "levels": [{key: level.get(key) for key in keys} for level in old["levels"]],
+    }
 
 
 def _print_table(result: dict[str, Any]) -> None:
@@ -279,6 +388,53 @@ def _print_table(result: dict[str, Any]) -> None:
         "inclusion = the block's timestamp mapped to real time via the sandbox clock's anchor; "
         f"anchor check {check['before']:+.2f} / {check['after']:+.2f} ms"
     )
+    for level in result["levels"]:
+        delta = level["attributed_by"]["energy_limit_delta_only"]["orders"]
+        provider = level["provider_calls_per_verified"]
+        print(
+            f"  {level['concurrency']:>4} in flight: provider calls {provider['mean']:.2f}/"
+            f"{provider['max']}, verdicts on the EnergyLimit delta alone: {delta}"
+        )
+    real = result.get("real_speed")
+    if real:
+        latency = real["latency_s"]
+        print(
+            f"real chain speed (block 3 s), default PollPolicy, answers delayed "
+            f"{latency['provider'] * 1000:g} ms (provider) / {latency['trongrid'] * 1000:g} ms "
+            f"(TronGrid), {real['orders_per_level']} orders per level:"
+        )
+        for level in real["levels"]:
+            incl, named = level["inclusion_to_verdict_ms"], level["named_to_verdict_ms"]
+            calls, provider = (
+                level["trongrid_calls_per_verified"],
+                level["provider_calls_per_verified"],
+            )
+            delta = level["attributed_by"]["energy_limit_delta_only"]["orders"]
+            print(
+                f"  {level['concurrency']:>4} in flight: {level['verified']}/{level['orders']} "
+                f"verified, TG calls {calls['mean']:.2f}/{calls['max']}, provider calls "
+                f"{provider['mean']:.2f}/{provider['max']}, inclusion->verdict p50/p90 "
+                f"{incl['p50'] / 1000:.2f}/{incl['p90'] / 1000:.2f} s, tx named->verdict "
+                f"p50/p90 {named['p50'] / 1000:.2f}/{named['p90'] / 1000:.2f} s, "
+                f"delta-only verdicts {delta}"
+            )
+    baseline = result.get("baseline")
+    if baseline:
+        print(f"baseline {baseline['commit'][:12]} (same session, same machine):")
+        ours = {level["concurrency"]: level for level in result["levels"]}
+        for old in baseline["levels"]:
+            new = ours.get(old["concurrency"])
+            if new is None:
+                continue
+            cpu_old, cpu_new = old["client_cpu_ms_per_order"], new["client_cpu_ms_per_order"]
+            print(
+                f"  {old['concurrency']:>4} in flight: CPU ms/order {cpu_old:.2f}"
+                f" -> {cpu_new:.2f} ({cpu_new / cpu_old:.0%}), TG calls "
+                f"{old['trongrid_calls_per_verified']['mean']:.2f} -> "
+                f"{new['trongrid_calls_per_verified']['mean']:.2f}, provider calls "
+                f"{old['provider_calls_per_verified']['mean']:.2f} -> "
+                f"{new['provider_calls_per_verified']['mean']:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -419,10 +419,25 @@ async def _buy(args: argparse.Namespace) -> int:
             _say(f"watching the provider and the chain (deadline {args.deadline:g} s) ...")
             async with anyio.create_task_group() as group:
                 group.start_soon(_heartbeat, args.deadline)
-                result = await coordinator.settle(request, deadline=args.deadline)
+                result = await coordinator.settle(
+                    request, deadline=args.deadline, hooks=_PhaseLines()
+                )
                 group.cancel_scope.cancel()
     _show_result(args, result)
     return exit_code(result.verdict)
+
+
+class _PhaseLines:
+    """``buy`` prints one line to stderr per phase of the order as it happens."""
+
+    async def on_sending(self, client_order_id: str) -> None:
+        return None
+
+    async def on_order(self, client_order_id: str, order: Order) -> None:
+        return None
+
+    def on_phase(self, client_order_id: str, phase: str, detail: str) -> None:
+        _say(f"  {phase}: {detail}")
 
 
 async def _heartbeat(deadline: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 from yarl import URL
@@ -43,7 +43,13 @@ from energy_async.watch.events import (
 from energy_async.watch.judge import Judgement, judge
 from energy_async.watch.policy import PollPolicy
 from energy_async.watch.state import WatchState
-from energy_async.watch.witnesses import ChainWitness, OrderHooks, ProviderWitness
+from energy_async.watch.witnesses import (
+    ChainWitness,
+    OrderHooks,
+    Phase,
+    PhaseHook,
+    ProviderWitness,
+)
 
 if TYPE_CHECKING:
     from energy_async.session import ProviderSession
@@ -88,17 +94,22 @@ class Referee:
         self.notes: list[str] = []
         self.started_at = time.time()
         self._scope: anyio.CancelScope | None = None
+        # Optional on a hooks object: implementers from before phases need not have it.
+        reports = callable(getattr(hooks, "on_phase", None))
+        self._phase_hook = cast(PhaseHook, hooks) if reports else None
 
     # --- what the witnesses call ------------------------------------------------------------
 
     def observe(self, event: Event) -> None:
         """Apply one event and judge; the first verdict stops the witnesses."""
-        named = self.state.named
-        self.state = self.state.apply(event)
+        before = self.state
+        self.state = state = before.apply(event)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("order %s: %s", self.state.key, _describe(event))
-        if self.state.named != named:
+            log.debug("order %s: %s", state.key, _describe(event))
+        if state.named != before.named:
             self.chain.named.set()
+        if self._phase_hook is not None:
+            self._report_phases(before, state)
         if isinstance(event, _DECISIVE):
             self._judge(final=self.budget_spent())
 
@@ -205,6 +216,22 @@ class Referee:
                 snapshot = await self.verifier.snapshot(state.target, meter=self.chain_meter)
                 self.state = self.state.apply(SnapshotRead(snapshot, anyio.current_time()))
 
+    def _report_phases(self, before: WatchState, after: WatchState) -> None:
+        hook = self._phase_hook
+        assert hook is not None
+        key = after.key
+        if before.order is None and after.order is not None:
+            hook.on_phase(key, Phase.ORDERED, after.order.id)
+        if after.named and after.named != before.named:
+            hook.on_phase(key, Phase.TX_NAMED, ", ".join(after.named))
+        if before.included_at is None and after.included_at is not None:
+            blocks = sorted(
+                look.tx.block_number
+                for look in after.txs.values()
+                if look.settled and look.tx.block_number is not None
+            )
+            hook.on_phase(key, Phase.IN_BLOCK, ", ".join(str(number) for number in blocks))
+
     def _judge(self, *, final: bool) -> None:
         if self.judgement is not None and self.judgement.verdict is not None:
             # Settled already: a look that finished before the cancel reached it must not
@@ -283,6 +310,8 @@ class Referee:
             )
         _cross_check(evidence, verdict, notes)
         evidence.notes = list(dict.fromkeys(notes))
+        if self._phase_hook is not None:
+            self._phase_hook.on_phase(state.key, Phase.VERIFIED, str(verdict))
         log.info(
             "order %s: %s (attributed %s of %s energy, basis %s)",
             state.key,

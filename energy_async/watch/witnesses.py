@@ -7,6 +7,7 @@ Neither decides anything: the referee applies their events and asks the judge.
 
 from __future__ import annotations
 
+import enum
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -53,14 +54,35 @@ if TYPE_CHECKING:
     from energy_async.watch.policy import PollPolicy
     from energy_async.watch.state import WatchState
 
-__all__ = ["ChainWitness", "Observer", "OrderHooks", "ProviderWitness"]
+__all__ = ["ChainWitness", "Observer", "OrderHooks", "Phase", "PhaseHook", "ProviderWitness"]
 
 # Words a provider's refusal uses when the client_order_id is taken: the order exists.
 _DUPLICATE_WORDS = ("duplicate", "already exist", "already used", "repeat")
 
 
+class Phase(enum.StrEnum):
+    """The steps of one order a user can follow, in the order they come."""
+
+    ORDERED = "ordered"  # detail: the provider's order id
+    TX_NAMED = "tx named"  # detail: the txid(s) the provider names
+    IN_BLOCK = "in block"  # detail: the block number
+    VERIFIED = "verified"  # detail: the verdict
+
+
+class PhaseHook(Protocol):
+    """Optional on an :class:`OrderHooks`: told each :class:`Phase` once, as it happens.
+
+    Called synchronously from the watch, so it must be quick (print, log) and never block.
+    """
+
+    def on_phase(self, client_order_id: str, phase: Phase, detail: str) -> None: ...
+
+
 class OrderHooks(Protocol):
-    """What a batch (its journal) hears about an order while it is watched."""
+    """What a batch (its journal) hears about an order while it is watched.
+
+    An implementation may also have ``on_phase`` (:class:`PhaseHook`); it is not required.
+    """
 
     async def on_sending(self, client_order_id: str) -> None:
         """The first create is about to be sent (commit the intent as sent first)."""

@@ -25,7 +25,7 @@ from energy_async.models import DeliveryResult, Order, OrderRequest
 from energy_async.reconcile import no_delegation_to
 from energy_async.watch.policy import PollPolicy
 from energy_async.watch.referee import Referee
-from energy_async.watch.witnesses import OrderHooks
+from energy_async.watch.witnesses import Delegators, OrderHooks
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -57,6 +57,8 @@ class Coordinator:
         self.poll = poll or PollPolicy()
         # Our orders per target, shared by every Coordinator of the process unless given.
         self.ledger = ledger if ledger is not None else _ledger.DEFAULT_LEDGER
+        # This provider's last delegator: a guess that lets a look read its record at once.
+        self.delegators = Delegators()
 
     @property
     def provider(self) -> str:
@@ -112,6 +114,7 @@ class Coordinator:
             ledger=self.ledger,
             hooks=hooks,
             resumed=resumed,
+            delegators=self.delegators,
         )
         return await referee.run(ends_at, resume_order=resume_order)
 
@@ -137,6 +140,7 @@ class Coordinator:
             policy=self.poll,
             ledger=self.ledger,
             resumed=True,
+            delegators=self.delegators,
         )
         referee.notes.append(
             f"re-checked at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"

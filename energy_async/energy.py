@@ -12,6 +12,7 @@ block, and ``TotalEnergyLimit`` (TEL) is 180e9 on mainnet. Always use TEL and TE
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -69,6 +70,10 @@ class TotalsWindow:
         latest = self._latest
         if latest is None or totals.node_time_ms >= latest.node_time_ms:
             self._latest, self._learned = totals, self._clock()
+
+    def learned_clock(self) -> float:
+        """When (on its clock) totals were last learned; -inf before any."""
+        return self._learned if self._latest is not None else -math.inf
 
     def since(self, block_time_ms: int) -> EnergyTotals | None:
         """Totals read after a block timestamped ``block_time_ms``, if still fresh."""

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from energy_async import DeliveryResult, Verdict
-from energy_async.energy import EnergyTotals, delivery_tolerance
+from energy_async.energy import delivery_tolerance
 from energy_async.sandbox import Delivery, Fault
 from energy_async.watch.policy import NODE_CLOCK_MARGIN_MS
 from tests.coordination import TICK, Stage, stage, tick_after_create
@@ -366,29 +366,35 @@ async def test_a_tx_of_an_earlier_order_of_ours_is_not_this_orders() -> None:
     assert second.evidence.attributed_energy is None
 
 
-async def test_a_delivered_order_reads_no_head_and_prices_without_a_read_of_its_own() -> None:
+async def test_a_delivered_order_reads_no_head_and_guesses_its_delegator_next_time() -> None:
     async with stage() as st:
         grid = st.sandbox.trongrid
         first = await buy(st, st.sandbox.new_target())
-        # Totals as another order's look would have left them, read after the next block.
-        chain = st.sandbox.chain
-        st.catfee.verifier.totals.learn(
-            EnergyTotals(
-                total_energy_limit=chain.total_energy_limit,
-                total_energy_weight=chain.total_energy_weight,
-                node_time_ms=int(chain.clock.now() * 1000) + 3_600_000,
-            )
-        )
         second = await buy(st, st.sandbox.new_target())
     assert first.verdict is second.verdict is Verdict.DELIVERED
     assert grid.count("getnowblock") == 0  # the node's Date header is the causality anchor
-    # Alone: the read before ordering, info and body side by side, then the record beside
-    # the target's snapshot (no totals read after its block were at hand).
-    assert first.evidence.trongrid_calls == 5 and first.evidence.energy_after is not None
-    assert first.evidence.energy_after - (first.evidence.energy_before or 0) >= ENERGY - 100
-    # With totals read after its block at hand, the look skips the snapshot.
-    assert second.evidence.trongrid_calls == 4
-    assert second.evidence.total_energy_weight == st.sandbox.chain.total_energy_weight
+    # The read before ordering; info and body beside the target's snapshot; the record.
+    for result in (first, second):
+        assert result.evidence.trongrid_calls == 5
+        assert result.evidence.energy_after is not None
+        record = result.evidence.delegated_resource
+        assert record is not None and result.evidence.delegation is not None
+        assert record.from_address == result.evidence.delegation.owner
+    assert grid.count("getdelegatedresourcev2") == 2  # the second order's guess was right
+    assert st.catfee.delegators.last == second.evidence.delegation.owner  # type: ignore[union-attr]
+
+
+async def test_a_wrong_delegator_guess_costs_one_read_and_decides_nothing() -> None:
+    async with stage() as st:
+        stranger = st.sandbox.chain.new_account(energy_stake_sun=100_000 * 10**6)
+        st.catfee.delegators.last = stranger
+        result = await buy(st, st.sandbox.new_target())
+    assert result.verdict is Verdict.DELIVERED
+    record = result.evidence.delegated_resource
+    assert result.evidence.delegation is not None and record is not None
+    assert record.from_address == result.evidence.delegation.owner != stranger
+    assert result.evidence.trongrid_calls == 6  # the stranger's record was read for nothing
+    assert st.catfee.delegators.last == result.evidence.delegation.owner
 
 
 async def test_an_older_delegation_of_a_stranger_fails_causality() -> None:

@@ -321,6 +321,30 @@ CASES = [
         Verdict.DELIVERED,
     ),
     Case(
+        "node clock anchor: a block the clock cannot place, the target already held that "
+        "energy before ordering: taken as older, not ours",
+        [
+            SnapshotRead(snapshot(ENERGY, node_time_ms=NODE_MS), clock=0.0, before=True),
+            CreateSent(clock=0.5, at=0.5),
+            seen(order(A)),
+            read(tx(block_time_ms=NODE_MS - 1_000)),
+            read(tx(block_time_ms=NODE_MS - 1_000)),
+        ],
+        Verdict.PROVIDER_MISMATCH,
+        reason="taken as before the order was placed",
+    ),
+    Case(
+        "node clock anchor: a block a second or more after the read's second counts even "
+        "when the target already held that energy",
+        [
+            SnapshotRead(snapshot(ENERGY, node_time_ms=NODE_MS), clock=0.0, before=True),
+            CreateSent(clock=0.5, at=0.5),
+            seen(order(A)),
+            read(tx(block_time_ms=NODE_MS + 1_000)),
+        ],
+        Verdict.DELIVERED,
+    ),
+    Case(
         "node clock anchor: a block stamped the margin or more before the read: not ours",
         [
             *DATED,

@@ -12,13 +12,15 @@ __all__ = ["CAUSALITY_MARGIN_MS", "NODE_CLOCK_MARGIN_MS", "PollPolicy"]
 # read just before ordering, so causality costs no call of its own. A block's timestamp is its
 # slot time and blocks come every 3 s. A delegation made for this order lands in a block
 # produced after that read, so its timestamp is past the node's clock then (the header's
-# second was truncated: later still). A block timestamped more than this margin before the
+# second was truncated: later still). A block timestamped this margin or more before the
 # header's second was produced before the read: never this order's. The margin absorbs a
 # node clock up to 2 s ahead of the block producers' and a block still being packed when the
-# read was answered (java-tron packs for up to half a slot after its timestamp). What it cannot
-# tell apart, as a head read from a node one block behind could not either: a rental in the
-# one block produced within about 3 s before the read. Older rentals, like our own earlier
-# orders (the ledger), are refused.
+# read was answered (java-tron packs for a while after its slot time). The one block the
+# clock cannot place (timestamped from the margin before the read to a second after it) is
+# judged by the read itself: if the target already held at least the energy the tx delegates,
+# the tx may be older and does not count (attribution ``before_the_order``); if it did not,
+# the delegation had not landed when the target was read. Our own earlier orders' txs are
+# refused by the ledger as well.
 NODE_CLOCK_MARGIN_MS = 2_000
 
 # When no head block was read before ordering (a resumed order, ``recheck``), causality falls

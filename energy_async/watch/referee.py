@@ -45,6 +45,7 @@ from energy_async.watch.policy import PollPolicy
 from energy_async.watch.state import WatchState
 from energy_async.watch.witnesses import (
     ChainWitness,
+    Delegators,
     OrderHooks,
     Phase,
     PhaseHook,
@@ -77,6 +78,7 @@ class Referee:
         ledger: OrderLedger,
         hooks: OrderHooks | None = None,
         resumed: bool = False,
+        delegators: Delegators | None = None,
     ) -> None:
         self.session = session
         self.verifier = verifier
@@ -88,7 +90,7 @@ class Referee:
         self.provider_meter = CallMeter()
         self.chain_meter = CallMeter()
         self.provider = ProviderWitness(session, policy, self.provider_meter, hooks)
-        self.chain = ChainWitness(verifier, policy, self.chain_meter, ledger)
+        self.chain = ChainWitness(verifier, policy, self.chain_meter, ledger, delegators)
         self.judgement: Judgement | None = None
         self.attribution = Attribution(None, Basis.NONE)
         self.notes: list[str] = []
@@ -107,6 +109,7 @@ class Referee:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("order %s: %s", state.key, _describe(event))
         if state.named != before.named:
+            self.chain.named_clock = time.monotonic()
             self.chain.named.set()
         if self._phase_hook is not None:
             self._report_phases(before, state)

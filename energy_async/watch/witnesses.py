@@ -54,7 +54,15 @@ if TYPE_CHECKING:
     from energy_async.watch.policy import PollPolicy
     from energy_async.watch.state import WatchState
 
-__all__ = ["ChainWitness", "Observer", "OrderHooks", "Phase", "PhaseHook", "ProviderWitness"]
+__all__ = [
+    "ChainWitness",
+    "Delegators",
+    "Observer",
+    "OrderHooks",
+    "Phase",
+    "PhaseHook",
+    "ProviderWitness",
+]
 
 # Words a provider's refusal uses when the client_order_id is taken: the order exists.
 _DUPLICATE_WORDS = ("duplicate", "already exist", "already used", "repeat")
@@ -225,6 +233,14 @@ class ProviderWitness:
             await self.hooks.on_order(referee.state.request.client_order_id, fresh)
 
 
+class Delegators:
+    """The address a provider last delegated from, kept by its Coordinator for the next
+    order's first look (a guess that saves a round trip; it decides nothing)."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+
 class ChainWitness:
     def __init__(
         self,
@@ -232,12 +248,15 @@ class ChainWitness:
         policy: PollPolicy,
         meter: CallMeter,
         ledger: OrderLedger,
+        delegators: Delegators | None = None,
     ) -> None:
         self.verifier = verifier
         self.policy = policy
         self.meter = meter
         self.ledger = ledger
+        self.delegators = delegators if delegators is not None else Delegators()
         self.named = anyio.Event()  # set by the referee when the provider names a tx
+        self.named_clock = 0.0  # time.monotonic() when it last did
 
     async def run(self, referee: Observer) -> None:
         interval = self.policy.initial_interval
@@ -284,9 +303,15 @@ class ChainWitness:
         referee.observe(SnapshotRead(snapshot, anyio.current_time()))
 
     async def read_txs(self, referee: Observer) -> None:
-        """Every named tx not yet judged, side by side; then, for those that are ours, their
-        delegators' records (and the target's snapshot only when no totals read after their
-        blocks are at hand to price them): two round trips, whatever the number of txs."""
+        """Every named tx not yet judged, then for those that are ours their delegators'
+        records, priced by the target's snapshot unless totals read after their blocks are
+        at hand.
+
+        A tx read for the first time is read beside the record of the provider's last
+        delegator and, when no totals were learned since the tx was named, the target's
+        snapshot: when the guess is right (a provider delegates from its pool), the whole
+        look is one round trip. A wrong guess costs the record read after, as without it.
+        """
         state = referee.state
         wanted = [
             txid
@@ -294,7 +319,12 @@ class ChainWitness:
             if txid not in state.txs
             or judge_tx(state, txid, self.policy)[0] not in (TxStatus.COUNTS, TxStatus.DISQUALIFIED)
         ]
-        looked = await self._read_delegations(referee, wanted)
+        first = any(txid not in state.txs for txid in wanted)
+        guess = self.delegators.last if first else None
+        early = first and self.verifier.totals.learned_clock() < self.named_clock
+        looked, records, snapshot = await self._first_round(
+            referee, wanted, guess=guess, snapshot=early
+        )
         owners = {txid: self._claim(state, tx) for txid, tx in looked.items()}
         for txid, look in state.txs.items():
             owners.setdefault(txid, look.owner)
@@ -304,13 +334,17 @@ class ChainWitness:
             if owner == state.key
         ]
         delegators = sorted({tx.owner for tx in counted if tx.owner})
-        records: dict[str, DelegatedResource] = {}
-        snapshot: ResourceSnapshot | None = None
-        totals = self._totals_after(counted)
-        if delegators and not referee.budget_spent():
-            records, snapshot = await self._records_and_snapshot(
-                state.target, delegators, with_snapshot=totals is None
+        if delegators:
+            self.delegators.last = delegators[0]
+        totals = None if snapshot is not None else self._totals_after(counted)
+        missing = [owner for owner in delegators if owner not in records]
+        priced = snapshot is not None or totals is not None
+        if delegators and (missing or not priced) and not referee.budget_spent():
+            more, later = await self._records_and_snapshot(
+                state.target, missing, with_snapshot=not priced
             )
+            records.update(more)
+            snapshot = snapshot or later
         now, at = anyio.current_time(), time.time()
         for txid in state.named:
             tx = looked.get(txid)
@@ -333,26 +367,44 @@ class ChainWitness:
                 )
             )
 
-    async def _read_delegations(
-        self, referee: Observer, txids: list[str]
-    ) -> dict[str, DelegationTx]:
+    async def _first_round(
+        self, referee: Observer, txids: list[str], *, guess: str | None, snapshot: bool
+    ) -> tuple[dict[str, DelegationTx], dict[str, DelegatedResource], ResourceSnapshot | None]:
+        """The txs (info and body each), and the guessed record and the snapshot when asked,
+        all side by side within the budget."""
         looked: dict[str, DelegationTx] = {}
+        records: dict[str, DelegatedResource] = {}
+        taken: ResourceSnapshot | None = None
+        target = referee.state.target
+        per_tx = 3 if self.policy.require_solid else 2  # info and body, and solid when asked
         room = self.policy.trongrid_budget - self.meter.calls
+        txids = txids[: max(room // per_tx, 1)] if not referee.budget_spent() else []
+        if room - per_tx * len(txids) < 2:
+            guess, snapshot = None, False
 
         async def read(txid: str) -> None:
             looked[txid] = await self.verifier.delegation(
                 txid, check_solid=self.policy.require_solid, meter=self.meter
             )
 
-        per_tx = 3 if self.policy.require_solid else 2  # info and body, and solid when asked
-        txids = txids[: max(room // per_tx, 1)] if not referee.budget_spent() else []
-        if len(txids) == 1:
-            await read(txids[0])  # no task group for the usual single tx
-        elif txids:
-            async with anyio.create_task_group() as group:
-                for txid in txids:
-                    group.start_soon(read, txid)
-        return looked
+        async def read_record(owner: str) -> None:
+            records[owner] = await self.verifier.delegated_resource(owner, target, meter=self.meter)
+
+        async def take_snapshot() -> None:
+            nonlocal taken
+            taken = await self.verifier.snapshot(target, meter=self.meter)
+
+        if len(txids) == 1 and guess is None and not snapshot:
+            await read(txids[0])  # no task group for the usual lone read
+            return looked, records, None
+        async with anyio.create_task_group() as group:
+            for txid in txids:
+                group.start_soon(read, txid)
+            if guess is not None:
+                group.start_soon(read_record, guess)
+            if snapshot:
+                group.start_soon(take_snapshot)
+        return looked, records, taken
 
     def _totals_after(self, counted: list[DelegationTx]) -> EnergyTotals | None:
         """Network totals read after every counted tx's block (none: read the target's)."""

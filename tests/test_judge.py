@@ -316,33 +316,20 @@ CASES = [
         basis=Basis.TX,
     ),
     Case(
-        "node clock anchor: a block within the margin before the read's second counts",
-        [*DATED, seen(order(A)), read(tx(block_time_ms=NODE_MS - NODE_CLOCK_MARGIN_MS + 1))],
+        "node clock anchor: a block stamped after the read's second counts",
+        [*DATED, seen(order(A)), read(tx(block_time_ms=NODE_MS - NODE_CLOCK_MARGIN_MS + 1_000))],
         Verdict.DELIVERED,
     ),
     Case(
-        "node clock anchor: a block the clock cannot place, the target already held that "
-        "energy before ordering: taken as older, not ours",
+        "node clock anchor: the block of the read's own second is older than the order",
         [
-            SnapshotRead(snapshot(ENERGY, node_time_ms=NODE_MS), clock=0.0, before=True),
-            CreateSent(clock=0.5, at=0.5),
+            *DATED,
             seen(order(A)),
-            read(tx(block_time_ms=NODE_MS - 1_000)),
-            read(tx(block_time_ms=NODE_MS - 1_000)),
+            read(tx(block_time_ms=NODE_MS)),
+            read(tx(block_time_ms=NODE_MS)),
         ],
         Verdict.PROVIDER_MISMATCH,
-        reason="taken as before the order was placed",
-    ),
-    Case(
-        "node clock anchor: a block a second or more after the read's second counts even "
-        "when the target already held that energy",
-        [
-            SnapshotRead(snapshot(ENERGY, node_time_ms=NODE_MS), clock=0.0, before=True),
-            CreateSent(clock=0.5, at=0.5),
-            seen(order(A)),
-            read(tx(block_time_ms=NODE_MS + 1_000)),
-        ],
-        Verdict.DELIVERED,
+        reason="before the order was placed",
     ),
     Case(
         "node clock anchor: a block stamped the margin or more before the read: not ours",

@@ -245,7 +245,9 @@ class Chain:
             raise ValueError("start_block must not be negative")
         self.seed = seed
         self.clock = ChainClock(speed)
-        self._genesis_ms = int(self.clock.now() * 1000) - start_block * _BLOCK_MS
+        # Slot times are whole seconds, as on mainnet (genesis 1529891469000, 3 s slots).
+        now_ms = int(self.clock.now() * 1000)
+        self._genesis_ms = now_ms - now_ms % 1000 - start_block * _BLOCK_MS
         self._addresses = random.Random(f"addresses:{seed}")
         self._drift = drift_per_block
         self._drift_rng = random.Random(f"drift:{seed}")

@@ -8,9 +8,9 @@ is a reason in the tx's finding, never a silent zero:
   it is solid when the policy asks for that;
 - *a delegation of ENERGY to the target* that succeeded on chain;
 - *authentic* (:mod:`energy_async.authenticity`);
-- *causal*: included in a block after the read just before ordering: timestamped no more than
-  ``NODE_CLOCK_MARGIN_MS`` before the node's clock then (its ``Date``), or, when a head block
-  was read instead, numbered after it (with neither, no more than ``CAUSALITY_MARGIN_MS``
+- *causal*: included in a block after the read just before ordering: stamped after the
+  node's clock then (its ``Date``; ``NODE_CLOCK_MARGIN_MS``), or, when a head block was read
+  instead, numbered after it (with neither, no more than ``CAUSALITY_MARGIN_MS``
   before the provider's own order time);
 - *exclusive*: credited to no other order of ours (the ledger's owner is this order).
 
@@ -30,13 +30,12 @@ from dataclasses import dataclass
 
 import msgspec
 
-from energy_async.energy import delivery_tolerance, energy_for_sun
+from energy_async.energy import energy_for_sun
 from energy_async.models import (
     Basis,
     ConfirmStatus,
     DelegatedResource,
     DelegationTx,
-    ResourceSnapshot,
     Term,
     TxFinding,
 )
@@ -148,35 +147,18 @@ def before_the_order(state: WatchState, tx: DelegationTx) -> str | None:
             )
         return None
     block_ms = tx.block_time_ms
-    before = state.before
-    node_ms = before.node_time_ms if before is not None else None
-    if before is not None and node_ms is not None and block_ms is not None:
+    node_ms = state.before.node_time_ms if state.before is not None else None
+    if node_ms is not None and block_ms is not None:
         if block_ms <= node_ms - NODE_CLOCK_MARGIN_MS:
             return (
                 f"included at {_utc_s(block_ms)}, before the order was placed (the node's "
                 f"clock read {_utc_s(node_ms)} just before ordering)"
-            )
-        if block_ms < node_ms + 1_000 and _already_there(before, tx):
-            return (
-                f"included at {_utc_s(block_ms)}, in the block of the read before ordering "
-                f"({_utc_s(node_ms)}) while the target already held that much energy: taken "
-                "as before the order was placed"
             )
         return None
     created = state.order.created_at_ms if state.order is not None else None
     if created is not None and block_ms is not None and block_ms < created - CAUSALITY_MARGIN_MS:
         return f"included at {_utc(block_ms)}, before the provider's order time {_utc(created)}"
     return None
-
-
-def _already_there(before: ResourceSnapshot, tx: DelegationTx) -> bool:
-    """The target's energy read before ordering covers what ``tx`` delegates: a delegation
-    in the block at the read may be older than the order (a delegation the read missed
-    is not: it had not landed yet)."""
-    if not before.exists or not before.total_energy_weight:
-        return False
-    worth = energy_for_sun(tx.balance_sun, before.total_energy_limit, before.total_energy_weight)
-    return before.energy_limit >= worth - delivery_tolerance(worth)
 
 
 def _prices(state: WatchState, look: TxLook) -> tuple[int, int] | None:

@@ -8,20 +8,18 @@ from energy_async.errors import ConfigurationError
 
 __all__ = ["CAUSALITY_MARGIN_MS", "NODE_CLOCK_MARGIN_MS", "PollPolicy"]
 
-# The usual anchor is the node's own clock: the ``Date`` header (whole seconds) of the target's
-# read just before ordering, so causality costs no call of its own. A block's timestamp is its
-# slot time and blocks come every 3 s. A delegation made for this order lands in a block
-# produced after that read, so its timestamp is past the node's clock then (the header's
-# second was truncated: later still). A block timestamped this margin or more before the
-# header's second was produced before the read: never this order's. The margin absorbs a
-# node clock up to 2 s ahead of the block producers' and a block still being packed when the
-# read was answered (java-tron packs for a while after its slot time). The one block the
-# clock cannot place (timestamped from the margin before the read to a second after it) is
-# judged by the read itself: if the target already held at least the energy the tx delegates,
-# the tx may be older and does not count (attribution ``before_the_order``); if it did not,
-# the delegation had not landed when the target was read. Our own earlier orders' txs are
-# refused by the ledger as well.
-NODE_CLOCK_MARGIN_MS = 2_000
+# The usual anchor is the node's own clock: the ``Date`` header (whole seconds, RFC 9110) of
+# the target's read just before ordering, so causality costs no call of its own. A block's
+# timestamp is its slot time, a whole second on mainnet (genesis 1529891469000, 3 s slots).
+# A block stamped at or before the header's second was produced at or before the read (its
+# second is truncated, so the read came at or after it): never this order's. A delegation made
+# for this order is broadcast after that answer, so it lands in a later slot. This is as exact
+# as the head-block read it replaces, one call cheaper. What it trusts, and the head read did
+# not: the node's clock against the producers' slot times (NTP-kept on both sides; a node
+# clock running ahead would make an honest delegation look older), and a producer not
+# packing a tx that arrived after its slot began into that slot's block. No margin is taken:
+# a margin would credit a stranger's rental from the block just before the order.
+NODE_CLOCK_MARGIN_MS = 0
 
 # When no head block was read before ordering (a resumed order, ``recheck``), causality falls
 # back to the provider's own order time. Providers reject request timestamps more than 5 s off

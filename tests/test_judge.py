@@ -167,6 +167,12 @@ CASES = [
         now=100.0,
     ),
     Case(
+        "body served, info shows no block (a lagging info read): pending, no verdict",
+        [*START, seen(order(A)), read(tx(in_block=False, block_number=None, block_time_ms=None))],
+        None,
+        reason="its info shows no block yet",
+    ),
+    Case(
         "half-found once: read again, no verdict",
         [*START, seen(order(A)), read(tx(contract_type=None, found=True))],
         None,

@@ -97,10 +97,10 @@ def judge_tx(state: WatchState, txid: str, policy: PollPolicy) -> tuple[TxStatus
             "(one lagging node, or read just before its block); read again"
         ]
     if not tx.in_block:
-        if look.vanished:
-            reason = "seen pending, then vanished: it expired without landing"
-        elif tx.found:
-            reason = "broadcast, not in a block yet"
+        # java-tron serves a body only for a tx in a block, so "seen pending, then gone"
+        # cannot be observed: a body without a block in the info is a lagging info read.
+        if tx.found:
+            reason = "its body was served, its info shows no block yet (a lagging node)"
         else:
             reason = "not found on chain"
         return TxStatus.PENDING, [reason]

@@ -45,7 +45,6 @@ class TxLook(msgspec.Struct, frozen=True, kw_only=True):
     totals: EnergyTotals | None = None
     owner: str | None = None
     consistent: int = 1  # reads in a row with the same facts (0 after a half-found read)
-    vanished: bool = False  # seen pending, then not found at all
 
     @property
     def settled(self) -> bool:
@@ -194,15 +193,11 @@ class WatchState(msgspec.Struct, frozen=True, kw_only=True):
         tx = event.tx
         previous = self.txs.get(tx.txid)
         consistent = 0 if tx.half_found else 1
-        vanished = False
         if previous is not None:
             if not event.reread:
                 consistent = previous.consistent
             elif consistent and _facts(previous.tx) == _facts(tx):
                 consistent = previous.consistent + 1
-            vanished = previous.vanished or (
-                previous.tx.found and not previous.tx.in_block and not tx.found
-            )
         look = TxLook(
             tx=tx,
             record=event.record,
@@ -210,7 +205,6 @@ class WatchState(msgspec.Struct, frozen=True, kw_only=True):
             totals=event.totals,
             owner=event.owner,
             consistent=consistent,
-            vanished=vanished,
         )
         txs = dict(self.txs)
         txs[tx.txid] = look

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -496,6 +496,11 @@ class _JournalHooks:
 
     async def on_order(self, client_order_id: str, order: Order) -> None:
         await self.journal.record_order(client_order_id, order)
+
+    async def claim_credits(
+        self, client_order_id: str, target: str, tx_ids: Sequence[str]
+    ) -> dict[str, str]:
+        return await self.journal.claim_credits(client_order_id, target, tx_ids)
 
 
 async def _note_sent_before(

@@ -302,6 +302,17 @@ class Journal(AsyncResource):
 
         await self._write(op)
 
+    async def claim_credits(
+        self, client_order_id: str, target: str, tx_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """No tx is held by an order this process does not know: always empty.
+
+        A SQLite journal is held by one process (its lock is exclusive), whose ledger is
+        rebuilt from the settled results on resume, so the ledger already decides
+        exclusivity here. The method keeps the contract the PostgreSQL journal shares.
+        """
+        return {}
+
     async def run_id(self, proposed: str | None = None) -> str | None:
         """The batch run id recorded in this journal; records ``proposed`` if there is none.
 

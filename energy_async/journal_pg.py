@@ -718,33 +718,38 @@ class PgJournal(AsyncResource):
 
         return await self._read(read)
 
-    async def credit(self, client_order_id: str, target: str, tx_ids: Sequence[str]) -> set[str]:
-        """Credit delegation txs to an order; returns those already credited to another order.
+    async def claim_credits(
+        self, client_order_id: str, target: str, tx_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Credit delegation txs to an order, in one statement; returns those another order
+        holds already, each with that order's ``client_order_id``.
 
         A tx is credited to the first order that claims it, across every worker and run
-        (exclusivity); crediting the same tx to the same order again changes nothing.
+        (exclusivity); claiming the same tx for the same order again changes nothing. The
+        coordinator claims before a tx may count (`CreditClaims`), so a clash is prevented.
         """
         txs = tuple(dict.fromkeys(tx_ids))
 
-        async def op(cur: _Cursor, now: float) -> set[str]:
+        async def op(cur: _Cursor, now: float) -> dict[str, str]:
             return await self._credit(cur, now, client_order_id, target, txs)
 
         return await self._write(op)
 
     async def _credit(
         self, cur: _Cursor, now: float, client_order_id: str, target: str, txs: Sequence[str]
-    ) -> set[str]:
+    ) -> dict[str, str]:
         await self._exec(
             cur,
             "WITH wanted AS (SELECT unnest(%s::text[]) AS tx_id),"
             " added AS (INSERT INTO {s}.credits (tx_id, client_order_id, target, credited_at)"
             " SELECT tx_id, %s, %s, %s FROM wanted ON CONFLICT (tx_id) DO NOTHING"
             " RETURNING tx_id)"
-            " SELECT c.tx_id FROM {s}.credits c JOIN wanted w ON w.tx_id = c.tx_id"
+            " SELECT c.tx_id, c.client_order_id FROM {s}.credits c"
+            " JOIN wanted w ON w.tx_id = c.tx_id"
             " WHERE c.client_order_id <> %s AND c.tx_id NOT IN (SELECT tx_id FROM added)",
             (list(txs), client_order_id, target, now, client_order_id),
         )
-        return {str(row[0]) for row in await cur.fetchall()}
+        return {str(row[0]): str(row[1]) for row in await cur.fetchall()}
 
     async def status(self) -> dict[str, Any]:
         """What an operator asks: schema version, entries per state, leases, the budget."""

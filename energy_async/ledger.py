@@ -77,6 +77,20 @@ class OrderLedger:
     def owner(self, txid: str) -> str | None:
         return self._owners.get(txid)
 
+    def cede(self, txid: str, key: str, holder: str) -> None:
+        """``txid`` belongs to ``holder`` (the shared journal says so), not to order ``key``.
+
+        Another worker's order claimed it first: this process learns the owner, so every
+        later look of ours sees the tx as taken.
+        """
+        self._owners[txid] = holder
+        window = self._by_key.get(key)
+        if window is not None:
+            window.credited.discard(txid)
+        other = self._by_key.get(holder)
+        if other is not None:
+            other.credited.add(txid)
+
     def others_touched(self, key: str, target: str, start: float, end: float) -> list[str]:
         """Other orders of ours to ``target`` whose window meets ``[start, end]``.
 

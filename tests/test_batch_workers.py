@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import cast
 
 import anyio
 import pytest
 
-from energy_async.journal import EntryState
+from energy_async import Coordinator
+from energy_async.batch import _JournalHooks
+from energy_async.journal import EntryState, Journal
+from energy_async.ledger import OrderLedger
 from energy_async.models import DeliveryResult, OrderRequest, Verdict
+from energy_async.sandbox import Delivery
 from tests.coordination import Stage, stage
 from tests.pg import require_driver
 
@@ -117,3 +122,62 @@ async def test_a_dead_workers_sent_orders_are_replayed_not_rebought(pg_dsn: str)
         )
         assert set(st.sandbox.catfee.charge_counts().values()) == {1}
         assert all(result.verdict is Verdict.DELIVERED for result in results)
+
+
+async def test_one_delegation_named_for_two_workers_orders_is_credited_once(pg_dsn: str) -> None:
+    """Two workers (each its own process-local ledger) buy for one address and the provider
+    names the same delegation for both: the shared journal lets exactly one order count it."""
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        sim = st.sandbox.catfee
+        one, two = (st.catfee.session.prepare(target=target, energy=ENERGY) for _ in range(2))
+        results: dict[str, DeliveryResult] = {}
+
+        async def buy_as_worker(request: OrderRequest, reuse: bool) -> None:
+            # A worker of its own: its own coordinator, ledger and journal connection.
+            coordinator = Coordinator(
+                st.catfee.session, st.catfee.verifier, poll=st.catfee.poll, ledger=OrderLedger()
+            )
+            async with await PgJournal.open(pg_dsn) as journal:
+                await journal.record_intents("catfee", [one, two])
+                if reuse:
+                    while sim.control.count("create") == 0:  # noqa: ASYNC110
+                        await anyio.sleep(0.002)
+                    sim.delivery.for_target(target, Delivery.REUSE_EARLIER_TX)
+                result = await coordinator.settle(
+                    request, deadline=3.0, hooks=_JournalHooks(cast("Journal", journal))
+                )
+                await journal.record_result(request.client_order_id, result)
+            results[request.client_order_id] = result
+
+        async def ticking() -> None:
+            while sim.control.count("create") < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.002)
+            await produce_blocks(st)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ticking)
+            async with anyio.create_task_group() as orders:
+                orders.start_soon(buy_as_worker, one, False)
+                orders.start_soon(buy_as_worker, two, True)
+            group.cancel_scope.cancel()
+    named = {r.evidence.delegations[0].txid for r in results.values()}
+    assert len(named) == 1  # the same tx, named for both
+    delivered = [r for r in results.values() if r.verdict is Verdict.DELIVERED]
+    assert len(delivered) == 1
+    (winner,) = delivered
+    (loser,) = (r for r in results.values() if r is not winner)
+    assert loser.verdict is not Verdict.DELIVERED
+    (finding,) = loser.evidence.delegations
+    assert not finding.counted
+    assert any(f"credited to our order {winner.client_order_id}" in r for r in finding.reasons)
+    credits = await credits_of(pg_dsn)
+    assert credits == [(named.pop(), winner.client_order_id)]
+
+
+async def credits_of(dsn: str) -> list[tuple[str, str]]:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn) as connection:
+        cursor = await connection.execute("SELECT tx_id, client_order_id FROM energy_async.credits")
+        return [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]

@@ -286,9 +286,10 @@ async def test_a_sun_limit_lets_one_unpriced_order_out_then_reserves_by_price(
 async def test_a_delegation_is_credited_to_one_order_only(pg_dsn: str) -> None:
     async with await PgJournal.open(pg_dsn) as first, await PgJournal.open(pg_dsn) as second:
         await first.record_intents("catfee", [request(1), request(2)])
-        assert await first.credit("order-1", TARGET, ["tx-a", "tx-b"]) == set()
-        assert await second.credit("order-2", TARGET, ["tx-b", "tx-c"]) == {"tx-b"}
-        assert await first.credit("order-1", TARGET, ["tx-a"]) == set()  # again: no change
+        assert await first.claim_credits("order-1", TARGET, ["tx-a", "tx-b"]) == {}
+        held = await second.claim_credits("order-2", TARGET, ["tx-b", "tx-c"])
+        assert held == {"tx-b": "order-1"}
+        assert await first.claim_credits("order-1", TARGET, ["tx-a"]) == {}  # again: no change
     assert sorted(sql(pg_dsn, "SELECT tx_id, client_order_id FROM energy_async.credits")) == [
         ("tx-a", "order-1"),
         ("tx-b", "order-1"),

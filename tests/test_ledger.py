@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import anyio
+import pytest
+
+from energy_async.errors import JournalUnavailable
 from energy_async.ledger import OrderLedger, lingers
 from energy_async.models import (
     DeliveryResult,
@@ -11,6 +17,7 @@ from energy_async.models import (
     TxFinding,
     Verdict,
 )
+from tests.coordination import stage, tick_after_create
 
 TARGET = "TZ4UXDV5ZhNW7fb2AMSbgfAEZ7hWsnYS2g"
 
@@ -69,3 +76,87 @@ def test_which_results_linger() -> None:
     assert not lingers(result(Verdict.REJECTED, counted=False))  # nothing was bought
     assert lingers(result(Verdict.UNKNOWN, counted=False))
     assert lingers(result(Verdict.NOT_DELIVERED, counted=False))
+
+
+def test_a_tx_ceded_to_another_workers_order_is_that_orders() -> None:
+    ledger = OrderLedger()
+    mine = ledger.open("mine", TARGET, start=10.0)
+    assert ledger.claim("t1", "mine") == "mine"
+    ledger.cede("t1", "mine", "theirs")  # the shared journal says another order holds it
+    assert ledger.owner("t1") == "theirs"
+    assert ledger.claim("t1", "mine") == "theirs"  # every later look sees it taken
+    assert mine.credited == set()
+
+
+# --- the shared journal's claim, as the coordinator uses it -----------------------------------
+
+
+class Hooks:
+    """Journal hooks whose ``claim_credits`` says what a shared journal would."""
+
+    def __init__(self, held_by: str | None = None, fails: bool = False) -> None:
+        self.held_by = held_by
+        self.fails = fails
+        self.claims: list[tuple[str, str, tuple[str, ...]]] = []
+
+    async def on_sending(self, client_order_id: str) -> None:
+        return None
+
+    async def on_order(self, client_order_id: str, order: Order) -> None:
+        return None
+
+    async def claim_credits(
+        self, client_order_id: str, target: str, tx_ids: Sequence[str]
+    ) -> dict[str, str]:
+        self.claims.append((client_order_id, target, tuple(tx_ids)))
+        if self.fails:
+            raise JournalUnavailable("the journal's database is gone", held=(client_order_id,))
+        return {} if self.held_by is None else dict.fromkeys(tx_ids, self.held_by)
+
+
+async def settle_with(hooks: Hooks) -> DeliveryResult | JournalUnavailable:
+    async with stage() as st:
+        request = st.catfee.session.prepare(target=st.sandbox.new_target(), energy=65_000)
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick_after_create, st.sandbox, st.sandbox.catfee, None)
+            try:
+                result: DeliveryResult | JournalUnavailable = await st.catfee.settle(
+                    request, deadline=3.0, hooks=hooks
+                )
+            except JournalUnavailable as lost:
+                result = lost
+            group.cancel_scope.cancel()
+    return result
+
+
+async def delivered_with(hooks: Hooks) -> DeliveryResult:
+    result = await settle_with(hooks)
+    assert isinstance(result, DeliveryResult)
+    return result
+
+
+@pytest.mark.anyio
+async def test_a_tx_the_journal_credits_to_this_order_counts_once_claimed() -> None:
+    hooks = Hooks()
+    result = await delivered_with(hooks)
+    assert result.verdict is Verdict.DELIVERED
+    (finding,) = result.evidence.delegations
+    assert hooks.claims == [(result.client_order_id, result.request.target, (finding.txid,))]
+
+
+@pytest.mark.anyio
+async def test_a_tx_another_workers_order_holds_counts_for_nothing_here() -> None:
+    result = await delivered_with(Hooks(held_by="order-of-another-worker"))
+    assert result.verdict is not Verdict.DELIVERED
+    assert result.evidence.attributed_energy is None
+    (finding,) = result.evidence.delegations
+    assert not finding.counted
+    assert any("credited to our order order-of-another-worker" in r for r in finding.reasons)
+
+
+@pytest.mark.anyio
+async def test_a_journal_that_cannot_claim_fails_the_order_with_no_credit() -> None:
+    hooks = Hooks(fails=True)
+    lost = await settle_with(hooks)
+    assert isinstance(lost, JournalUnavailable)  # the order fails; no tx was credited
+    assert len(hooks.claims) == 1

@@ -90,7 +90,9 @@ class Referee:
         self.provider_meter = CallMeter()
         self.chain_meter = CallMeter()
         self.provider = ProviderWitness(session, policy, self.provider_meter, hooks)
-        self.chain = ChainWitness(verifier, policy, self.chain_meter, ledger, delegators)
+        self.chain = ChainWitness(
+            verifier, policy, self.chain_meter, ledger, delegators, hooks=hooks
+        )
         self.judgement: Judgement | None = None
         self.attribution = Attribution(None, Basis.NONE)
         self.notes: list[str] = []

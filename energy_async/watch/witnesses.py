@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 from yarl import URL
@@ -20,6 +21,7 @@ from energy_async.errors import (
     DuplicateOrder,
     EnergyError,
     InputError,
+    JournalError,
     NetworkError,
     NothingBought,
     OutcomeUnknown,
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChainWitness",
+    "CreditClaims",
     "Delegators",
     "Observer",
     "OrderHooks",
@@ -97,6 +100,22 @@ class OrderHooks(Protocol):
 
     async def on_order(self, client_order_id: str, order: Order) -> None:
         """The provider answered with the order, or its status changed."""
+
+
+@runtime_checkable
+class CreditClaims(Protocol):
+    """Optional, beside :class:`OrderHooks`: exclusivity shared beyond this process.
+
+    Hooks that also define ``claim_credits`` are asked before a delegation tx may count for
+    an order; hooks without it leave exclusivity to the in-process ledger alone.
+    """
+
+    async def claim_credits(
+        self, client_order_id: str, target: str, tx_ids: Sequence[str]
+    ) -> Mapping[str, str]:
+        """Credit ``tx_ids`` to the order unless another order holds them; returns the txs
+        another order already holds, each with that order's ``client_order_id``."""
+        ...
 
 
 class Observer(Protocol):
@@ -249,12 +268,16 @@ class ChainWitness:
         meter: CallMeter,
         ledger: OrderLedger,
         delegators: Delegators | None = None,
+        *,
+        hooks: OrderHooks | None = None,
     ) -> None:
         self.verifier = verifier
         self.policy = policy
         self.meter = meter
         self.ledger = ledger
         self.delegators = delegators if delegators is not None else Delegators()
+        self.credits = hooks if isinstance(hooks, CreditClaims) else None
+        self.journaled: set[str] = set()  # txs the shared journal credits to this order
         self.named = anyio.Event()  # set by the referee when the provider names a tx
         self.named_clock = 0.0  # time.monotonic() when it last did
 
@@ -326,6 +349,8 @@ class ChainWitness:
             referee, wanted, guess=guess, snapshot=early
         )
         owners = {txid: self._claim(state, tx) for txid, tx in looked.items()}
+        if not await self._claim_shared(referee, owners):
+            return
         for txid, look in state.txs.items():
             owners.setdefault(txid, look.owner)
         counted = [
@@ -428,6 +453,33 @@ class ChainWitness:
         if before_the_order(state, tx) is not None:
             return self.ledger.owner(tx.txid)  # older than the order: never ours to claim
         return self.ledger.claim(tx.txid, state.key)
+
+    async def _claim_shared(self, referee: Observer, owners: dict[str, str | None]) -> bool:
+        """Claim in the shared journal what the in-process ledger gave this order, before it
+        can count: a tx another worker's order holds is that order's (``owners`` says whose).
+
+        A journal that cannot be written fails the order (as any journal write does): False,
+        and nothing read in this look is published, so no tx counts on it.
+        """
+        state = referee.state
+        if self.credits is None:
+            return True
+        mine = [t for t, owner in owners.items() if owner == state.key and t not in self.journaled]
+        if not mine:
+            return True
+        try:
+            held = await self.credits.claim_credits(state.key, state.target, mine)
+        except JournalError as exc:
+            referee.fail(exc)
+            return False
+        for txid in mine:
+            holder = held.get(txid)
+            if holder is None or holder == state.key:
+                self.journaled.add(txid)
+            else:
+                self.ledger.cede(txid, state.key, holder)
+                owners[txid] = holder
+        return True
 
     async def _records_and_snapshot(
         self, target: str, delegators: list[str], *, with_snapshot: bool

@@ -54,8 +54,15 @@ import anyio
 import msgspec
 from anyio.abc import AsyncResource
 
-from energy_async.errors import EnergyError, JournalError
-from energy_async.journal_contract import check_belongs, check_request, is_dsn, unknown_intent
+from energy_async.errors import JournalError
+from energy_async.journal_contract import (
+    check_belongs,
+    check_request,
+    decode_entry,
+    encode_result,
+    is_dsn,
+    unknown_intent,
+)
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "EntryState", "Journal", "JournalEntry"]
@@ -105,8 +112,6 @@ _COLUMNS = (
 
 _encode = msgspec.json.Encoder().encode
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
-_decode_order = msgspec.json.Decoder(Order).decode
-_decode_result = msgspec.json.Decoder(DeliveryResult).decode
 
 _T = TypeVar("_T")
 _Row = tuple[Any, ...]
@@ -273,6 +278,7 @@ class Journal(AsyncResource):
         """
         check_belongs(client_order_id, result.client_order_id, "result")
         final = result.verdict is not Verdict.UNKNOWN
+        encoded = encode_result(result)
 
         def op(db: sqlite3.Connection, now: float) -> None:
             state = _state_of(db, client_order_id)
@@ -288,14 +294,17 @@ class Journal(AsyncResource):
                 )
             if result.order is not None:
                 _store_order(db, now, client_order_id, state, result.order)
+            # The order travels in the result (entry encoding 1): stored once, not twice.
             db.execute(
-                "UPDATE entries SET state = ?, result = ?, verdict = ?, updated_at = ?"
+                "UPDATE entries SET state = ?, result = ?, verdict = ?, updated_at = ?,"
+                " order_json = CASE WHEN ? THEN NULL ELSE order_json END"
                 " WHERE client_order_id = ?",
                 (
                     state,
-                    _encode(result).decode(),
+                    encoded,
                     result.verdict,
                     now,
+                    result.order is not None,
                     client_order_id,
                 ),
             )
@@ -758,18 +767,19 @@ def _require(db: sqlite3.Connection, client_order_id: str) -> JournalEntry:
 
 def _entry(row: _Row) -> JournalEntry:
     (cid, provider, state, request, order, result, verdict, created, updated, sent) = row
+    intent, placed, outcome = decode_entry(cid, request, order, result)
     try:
         return JournalEntry(
             client_order_id=cid,
             provider=provider,
-            request=_decode_request(request),
+            request=intent,
             state=EntryState(state),
-            order=None if order is None else _decode_order(order),
-            result=None if result is None else _decode_result(result),
+            order=placed,
+            result=outcome,
             verdict=None if verdict is None else Verdict(verdict),
             created_at=created,
             updated_at=updated,
             sent_at=sent,
         )
-    except (msgspec.DecodeError, ValueError, EnergyError) as error:
+    except ValueError as error:
         raise JournalError(f"journal entry {cid!r} is damaged: {error}") from None

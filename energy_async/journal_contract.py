@@ -10,26 +10,91 @@ never settles, every write returns only once it is committed.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import zlib
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from energy_async.errors import InvalidOrder, JournalError
+import msgspec
+
+from energy_async.errors import EnergyError, InvalidOrder, JournalError
+from energy_async.models import DeliveryResult, Order, OrderRequest
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from energy_async.journal import EntryState, JournalEntry
-    from energy_async.models import DeliveryResult, Order, OrderRequest
 
 __all__ = [
     "JournalBackend",
     "check_belongs",
     "check_request",
+    "decode_entry",
+    "encode_result",
     "is_dsn",
     "unknown_intent",
 ]
 
 _DSN_SCHEMES = ("postgresql://", "postgres://")
+
+# Entry encoding 1 of a result: this prefix, then base64 of zlib-compressed JSON of the result
+# without its request (the entry's own column) but with its order (the entry's order column is
+# then emptied, so a settled entry stores the order once). A result without the prefix is the
+# whole result as JSON, as every journal wrote it before: both are read, forever.
+_PACKED = "z1:"
+_ZLIB_LEVEL = 6
+_json = msgspec.json.Encoder()
+_decode_request = msgspec.json.Decoder(OrderRequest).decode
+_decode_order = msgspec.json.Decoder(Order).decode
+_decode_whole_result = msgspec.json.Decoder(DeliveryResult).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def encode_result(result: DeliveryResult) -> str:
+    """A result as the journal stores it (entry encoding 1: compact, each thing once).
+
+    About 1.6 KB for a typical settled order against 4.4 KB as plain JSON: the request is not
+    repeated and JSON with hex ids and repeated keys compresses about 3.5 to 1.
+    """
+    data: dict[str, Any] = msgspec.to_builtins(result)
+    del data["request"]
+    packed = zlib.compress(_json.encode(data), _ZLIB_LEVEL)
+    return _PACKED + base64.b64encode(packed).decode("ascii")
+
+
+def decode_entry(
+    cid: str, request: str, order: str | None, result: str | None
+) -> tuple[OrderRequest, Order | None, DeliveryResult | None]:
+    """An entry's request, order and result from its stored columns (either encoding).
+
+    The order is the order column's when there is one (a later status than the result's),
+    else the one the result carries. Raises `JournalError` naming the entry when damaged.
+    """
+    try:
+        intent = _decode_request(request)
+        verdict = None if result is None else _decode_result(result, request)
+        if order is not None:
+            placed: Order | None = _decode_order(order)
+        else:
+            placed = verdict.order if verdict is not None else None
+    except (msgspec.DecodeError, ValueError, zlib.error, EnergyError) as error:
+        raise JournalError(f"journal entry {cid!r} is damaged: {error}") from None
+    return intent, placed, verdict
+
+
+def _decode_result(text: str, request: str) -> DeliveryResult:
+    if not text.startswith(_PACKED):
+        return _decode_whole_result(text)  # written before entry encoding 1
+    try:
+        packed = base64.b64decode(text[len(_PACKED) :], validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"result is not base64: {error}") from error
+    data = _decode_any(zlib.decompress(packed))
+    if not isinstance(data, dict):
+        raise ValueError("result is not an object")
+    data["request"] = _decode_any(request)
+    return msgspec.convert(data, DeliveryResult)
 
 
 def is_dsn(location: str) -> bool:

@@ -41,7 +41,13 @@ from anyio.abc import AsyncResource
 
 from energy_async.errors import JournalError, JournalUnavailable
 from energy_async.journal import EntryState, JournalEntry
-from energy_async.journal_contract import check_belongs, check_request, unknown_intent
+from energy_async.journal_contract import (
+    check_belongs,
+    check_request,
+    decode_entry,
+    encode_result,
+    unknown_intent,
+)
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 __all__ = ["APPLICATION", "SCHEMA_VERSION", "Claim", "PgJournal", "SpendLimits", "redact_dsn"]
@@ -118,8 +124,6 @@ _CLOCK = "extract(epoch FROM clock_timestamp())::double precision"
 
 _encode = msgspec.json.Encoder().encode
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
-_decode_order = msgspec.json.Decoder(Order).decode
-_decode_result = msgspec.json.Decoder(DeliveryResult).decode
 
 _T = TypeVar("_T")
 _Cursor: TypeAlias = "psycopg.AsyncCursor[tuple[Any, ...]]"
@@ -186,7 +190,8 @@ UPDATE {s}.entries AS e SET
         WHEN array_position(%(states)s::text[], old.state)
              >= array_position(%(states)s::text[], %(state)s::text) THEN old.state
         ELSE %(state)s::text END,
-    order_json = coalesce(%(order)s::text, e.order_json),
+    order_json = CASE WHEN %(order_in_result)s THEN NULL
+        ELSE coalesce(%(order)s::text, e.order_json) END,
     energy = coalesce(%(energy)s::bigint, e.energy),
     sun = CASE WHEN %(order)s::text IS NULL THEN e.sun ELSE %(sun)s::bigint END,
     sent_at = CASE WHEN %(sent)s THEN coalesce(e.sent_at, %(now)s) ELSE e.sent_at END,
@@ -247,6 +252,7 @@ class _Change:
     price: float | None = None  # sun per energy unit, when the provider said
     result: str | None = None
     verdict: str | None = None
+    order_in_result: bool = False  # the result carries the order: the order column empties
 
     @classmethod
     def of_order(cls, order: Order, state: EntryState, *, final: bool) -> _Change:
@@ -423,8 +429,9 @@ class PgJournal(AsyncResource):
         else:
             nothing_bought = final and result.verdict is Verdict.REJECTED
             change = _Change(state=state, sent=not final, final=final, free=nothing_bought)
-        change.result = _encode(result).decode()
+        change.result = encode_result(result)
         change.verdict = str(result.verdict)
+        change.order_in_result = order is not None
 
         credited, target = _credited(result), result.request.target
 
@@ -844,6 +851,7 @@ class PgJournal(AsyncResource):
                 "sent": change.sent,
                 "now": now,
                 "result": change.result,
+                "order_in_result": change.order_in_result,
                 "verdict": change.verdict,
                 "release": change.result is not None,
                 "free": change.free,
@@ -1178,14 +1186,15 @@ def _one_line(error: BaseException) -> str:
 
 def _entry(row: Sequence[Any]) -> JournalEntry:
     (cid, provider, state, request, order, result, verdict, created, updated, sent) = row
+    intent, placed, outcome = decode_entry(cid, request, order, result)
     try:
         return JournalEntry(
             client_order_id=cid,
             provider=provider,
-            request=_decode_request(request),
+            request=intent,
             state=EntryState(state),
-            order=None if order is None else _decode_order(order),
-            result=None if result is None else _decode_result(result),
+            order=placed,
+            result=outcome,
             verdict=None if verdict is None else Verdict(verdict),
             created_at=created,
             updated_at=updated,

@@ -6,6 +6,8 @@ backend-specific tests live in ``test_journal.py`` (SQLite) and ``test_journal_p
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import msgspec
 import pytest
 
 from energy_async.errors import InvalidOrder, JournalError
-from energy_async.journal import EntryState, Journal
+from energy_async.journal import EntryState, Journal, JournalEntry
 from energy_async.journal_contract import JournalBackend, is_dsn
 from energy_async.models import (
     ConfirmStatus,
@@ -239,3 +241,104 @@ async def test_a_closed_journal_refuses_work(location: str) -> None:
         await journal.record_intents("catfee", [request(1)])
     with pytest.raises(JournalError, match="closed"):
         await journal.counts()
+
+
+# --- the entry encoding -------------------------------------------------------------------------
+
+TYPICAL = Path(__file__).parent / "fixtures" / "settled_result.json"
+MAX_ENTRY_BYTES = 2_048  # issue 13: at most 2 KB per settled order, nothing lost
+
+
+def typical_result() -> DeliveryResult:
+    """A DELIVERED result as the coordinator wrote it against the sandbox (one tx, its term,
+    its record, the status history and the provider's raw order)."""
+    return msgspec.json.decode(TYPICAL.read_bytes(), type=DeliveryResult)
+
+
+def stored_columns(location: str, cid: str) -> tuple[str, str | None, str | None]:
+    """The entry's request, order and result columns as the backend stores them."""
+    query = "SELECT request, order_json, result FROM {}entries WHERE client_order_id = "
+    if is_dsn(location):
+        import psycopg
+
+        with psycopg.connect(location) as connection:
+            row = connection.execute(
+                query.format("energy_async.") + "%s",  # type: ignore[arg-type]
+                (cid,),
+            ).fetchone()
+    else:
+        with contextlib.closing(sqlite3.connect(location)) as connection:
+            row = connection.execute(query.format("") + "?", (cid,)).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def write_columns(location: str, cid: str, order_json: str, result_json: str) -> None:
+    """Overwrite an entry's order and result columns (as an older energy_async wrote them)."""
+    statement = "UPDATE {}entries SET order_json = {p}, result = {p} WHERE client_order_id = {p}"
+    if is_dsn(location):
+        import psycopg
+
+        with psycopg.connect(location) as connection:
+            connection.execute(
+                statement.format("energy_async.", p="%s"),  # type: ignore[arg-type]
+                (order_json, result_json, cid),
+            )
+    else:
+        with contextlib.closing(sqlite3.connect(location)) as connection, connection:
+            connection.execute(statement.format("", p="?"), (order_json, result_json, cid))
+
+
+async def record_typical(location: str) -> DeliveryResult:
+    """Record the typical order to its verdict, then close the journal (SQLite's lock is
+    exclusive while it is open, so the columns are read after)."""
+    typical = typical_result()
+    assert typical.order is not None
+    cid = typical.client_order_id
+    async with await open_journal(location) as journal:
+        await journal.record_intents(typical.provider, [typical.request])
+        await journal.mark_sent(cid)
+        await journal.record_order(cid, typical.order)
+        await journal.record_result(cid, typical)
+    return typical
+
+
+async def entry_of(location: str, cid: str) -> JournalEntry | None:
+    async with await open_journal(location, create=False) as journal:
+        return await journal.get(cid)
+
+
+async def test_a_typical_settled_order_takes_at_most_2_kb_and_reads_back_whole(
+    location: str,
+) -> None:
+    typical = await record_typical(location)
+    whole = len(msgspec.json.encode(typical))
+    columns = stored_columns(location, typical.client_order_id)
+    size = sum(len(column.encode()) for column in columns if column is not None)
+    assert size <= MAX_ENTRY_BYTES, f"{size} bytes per settled order (plain JSON: {whole})"
+    entry = await entry_of(location, typical.client_order_id)
+    assert entry is not None and entry.state is EntryState.SETTLED
+    assert entry.result == typical  # nothing a resume or a report needs is lost
+    assert entry.order == typical.order
+    assert entry.request == typical.request
+
+
+async def test_entries_written_in_the_plain_json_encoding_are_still_read(location: str) -> None:
+    typical = await record_typical(location)
+    assert typical.order is not None
+    cid = typical.client_order_id
+    older_order = msgspec.structs.replace(typical.order, status=OrderStatus.PAYMENT_SUCCESS)
+    plain_order, plain_result = msgspec.json.encode(older_order), msgspec.json.encode(typical)
+    write_columns(location, cid, plain_order.decode(), plain_result.decode())
+    entry = await entry_of(location, cid)
+    assert entry is not None
+    assert entry.result == typical
+    assert entry.order == older_order  # the order column, when there is one, is the latest
+
+
+async def test_a_damaged_encoded_result_is_refused_naming_the_entry(location: str) -> None:
+    typical = await record_typical(location)
+    cid = typical.client_order_id
+    write_columns(location, cid, msgspec.json.encode(typical.order).decode(), "z1:bm90IHpsaWI=")
+    with pytest.raises(JournalError, match=f"journal entry '{cid}' is damaged"):
+        await entry_of(location, cid)

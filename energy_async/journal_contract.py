@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import msgspec
 
 from energy_async.errors import EnergyError, InvalidOrder, JournalError
+from energy_async.journal_dictionary import ENTRY_DICTIONARY_1
 from energy_async.models import DeliveryResult, Order, OrderRequest
 
 if TYPE_CHECKING:
@@ -38,10 +39,11 @@ __all__ = [
 
 _DSN_SCHEMES = ("postgresql://", "postgres://")
 
-# Entry encoding 1 of a result: this prefix, then base64 of zlib-compressed JSON of the result
-# without its request (the entry's own column) but with its order (the entry's order column is
-# then emptied, so a settled entry stores the order once). A result without the prefix is the
-# whole result as JSON, as every journal wrote it before: both are read, forever.
+# Entry encoding 1 of a result: this prefix, then base64 of the JSON of the result without its
+# request (the entry's own column) but with its order (the entry's order column is then emptied,
+# so a settled entry stores the order once), deflated with a preset dictionary
+# (`energy_async.journal_dictionary`). A result without the prefix is the whole result as plain
+# JSON, as every journal wrote it before: both are read, forever.
 _PACKED = "z1:"
 _ZLIB_LEVEL = 6
 _json = msgspec.json.Encoder()
@@ -54,12 +56,14 @@ _decode_any = msgspec.json.Decoder().decode
 def encode_result(result: DeliveryResult) -> str:
     """A result as the journal stores it (entry encoding 1: compact, each thing once).
 
-    About 1.6 KB for a typical settled order against 4.4 KB as plain JSON: the request is not
-    repeated and JSON with hex ids and repeated keys compresses about 3.5 to 1.
+    About 0.8 KB for a typical settled order against 4.4 KB as plain JSON (and 1.6 KB
+    compressed without the preset dictionary): the request is not repeated, and key names
+    and common values come from the dictionary.
     """
     data: dict[str, Any] = msgspec.to_builtins(result)
     del data["request"]
-    packed = zlib.compress(_json.encode(data), _ZLIB_LEVEL)
+    deflate = zlib.compressobj(_ZLIB_LEVEL, zdict=ENTRY_DICTIONARY_1)
+    packed = deflate.compress(_json.encode(data)) + deflate.flush()
     return _PACKED + base64.b64encode(packed).decode("ascii")
 
 
@@ -90,7 +94,10 @@ def _decode_result(text: str, request: str) -> DeliveryResult:
         packed = base64.b64decode(text[len(_PACKED) :], validate=True)
     except binascii.Error as error:
         raise ValueError(f"result is not base64: {error}") from error
-    data = _decode_any(zlib.decompress(packed))
+    inflate = zlib.decompressobj(zdict=ENTRY_DICTIONARY_1)
+    data = _decode_any(inflate.decompress(packed) + inflate.flush())
+    if not inflate.eof:
+        raise ValueError("result is truncated")
     if not isinstance(data, dict):
         raise ValueError("result is not an object")
     data["request"] = _decode_any(request)

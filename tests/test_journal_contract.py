@@ -7,6 +7,7 @@ backend-specific tests live in ``test_journal.py`` (SQLite) and ``test_journal_p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from energy_async.errors import InvalidOrder, JournalError
 from energy_async.journal import EntryState, Journal, JournalEntry
 from energy_async.journal_contract import JournalBackend, is_dsn
+from energy_async.journal_dictionary import ENTRY_DICTIONARY_1
 from energy_async.models import (
     ConfirmStatus,
     DeliveryResult,
@@ -342,3 +344,9 @@ async def test_a_damaged_encoded_result_is_refused_naming_the_entry(location: st
     write_columns(location, cid, msgspec.json.encode(typical.order).decode(), "z1:bm90IHpsaWI=")
     with pytest.raises(JournalError, match=f"journal entry '{cid}' is damaged"):
         await entry_of(location, cid)
+
+
+def test_the_preset_dictionary_of_entry_encoding_1_never_changes() -> None:
+    # Entries on disk were deflated with these exact bytes; a new dictionary needs a new prefix.
+    digest = hashlib.sha256(ENTRY_DICTIONARY_1).hexdigest()
+    assert digest == "b2e313e0e14859d256e93e029a3b108061d321fc3094f7e25cf21e288231ec23"

@@ -16,17 +16,28 @@ in the path with their rate out of reach (``--default-limits`` keeps the loopbac
     python benchmarks/bench_batch.py [--orders N] [--quick] [--concurrency C] [--speed X]
                                      [--default-limits]
     python benchmarks/bench_batch.py --postgres DSN [--workers 1,2,4] [--orders N] [--quick]
+    python benchmarks/bench_batch.py --journal-size [--postgres DSN] [--orders N]
 
 With ``--postgres`` (a server where the DSN's role may CREATE DATABASE), the batch runs instead
 through one PostgreSQL journal shared by 1, 2 and 4 worker processes (each with
 ``--concurrency`` in flight, a fresh database per run, the rows loaded before the clock
 starts), and the journal's own CPU and round trips per order are measured next to SQLite's.
 Written to ``results/bench_batch_postgres.json``.
+
+With ``--journal-size``, only the journal's bytes per settled order are measured (SQLite, and
+PostgreSQL with ``--postgres``): a small batch against the sandbox gives a typical DELIVERED
+result, N orders' entries are written with it, and the store is measured after VACUUM (file size
+for SQLite, ``pg_total_relation_size`` of the entries table for PostgreSQL) with the entries as
+this version encodes them, then once more with the same entries rewritten as plain JSON (the
+encoding every journal used before entry encoding 1), next to each encoded row's length.
+Written to ``results/bench_batch_journal_size.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import multiprocessing
 import os
 import resource
@@ -58,6 +69,7 @@ from energy_async.models import DeliveryResult, Order, OrderRequest
 
 RESULTS = Path(__file__).parent / "results" / "bench_batch.json"
 PG_RESULTS = Path(__file__).parent / "results" / "bench_batch_postgres.json"
+SIZE_RESULTS = Path(__file__).parent / "results" / "bench_batch_journal_size.json"
 ENERGY = 65_000
 DEADLINE = 60.0  # real seconds per order; far beyond any healthy order
 TARGETS = 1024  # orders cycle through this many addresses at every size
@@ -179,6 +191,27 @@ def _in_child(sandbox: RunningSandbox, spec: Spec) -> tuple[dict[str, Any], Deli
     return result, sample
 
 
+def rekeyed_result(sample: DeliveryResult, request: OrderRequest) -> DeliveryResult:
+    """``sample`` as another order's result: its id, and delegation txs of its own (one tx
+    credited to every order would measure the journal refusing a clash, not recording)."""
+    cid = request.client_order_id
+    order = sample.order and msgspec.structs.replace(sample.order, client_order_id=cid)
+    own = {
+        finding.txid: hashlib.sha256(f"{cid}/{finding.txid}".encode()).hexdigest()
+        for finding in sample.evidence.delegations
+    }
+    evidence = msgspec.structs.replace(
+        sample.evidence,
+        delegations=[
+            msgspec.structs.replace(finding, txid=own[finding.txid])
+            for finding in sample.evidence.delegations
+        ],
+    )
+    return msgspec.structs.replace(
+        sample, client_order_id=cid, request=request, order=order, evidence=evidence
+    )
+
+
 def journal_alone(sample: DeliveryResult, orders: int, concurrency: int) -> dict[str, Any]:
     """The journal's own cost: a batch's writes with no network, at the batch's concurrency."""
     with tempfile.TemporaryDirectory(prefix="bench_journal_") as directory:
@@ -196,8 +229,7 @@ async def _journal_writes(
     Per order, as a batch writes them: its intent (in chunks of 256), sent, the order as
     created and once more at a status change, and the result (``sample``'s, re-keyed).
     """
-    order = sample.order
-    assert order is not None, "the sample is a delivered order"
+    assert sample.order is not None, "the sample is a delivered order"
     slots = anyio.Semaphore(concurrency)
 
     async def one(result: DeliveryResult, order: Order) -> None:
@@ -216,11 +248,10 @@ async def _journal_writes(
             cids = [f"bench-{index:08d}" for index in range(start, min(start + _CHUNK, orders))]
             requests = [msgspec.structs.replace(sample.request, client_order_id=c) for c in cids]
             await journal.record_intents(sample.provider, requests)
-            for cid, request in zip(cids, requests, strict=True):
-                rekeyed = msgspec.structs.replace(order, client_order_id=cid)
-                result = msgspec.structs.replace(
-                    sample, client_order_id=cid, request=request, order=rekeyed
-                )
+            for request in requests:
+                result = rekeyed_result(sample, request)
+                rekeyed = result.order
+                assert rekeyed is not None
                 await slots.acquire()
                 group.start_soon(one, result, rekeyed)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -230,6 +261,112 @@ async def _journal_writes(
         "orders_per_s": round(orders / wall, 1),
         "cpu_ms_per_order": round(cpu / orders * 1000, 3),
     }
+
+
+# --- the journal's bytes per settled order --------------------------------------------------------
+
+_ENCODED_ROW = (
+    "avg(length(request) + coalesce(length(order_json), 0) + coalesce(length(result), 0))"
+)
+
+
+def _plain_columns(sample: DeliveryResult, cid: str) -> tuple[str, str]:
+    """An entry's order and result columns as plain JSON (before entry encoding 1)."""
+    result = rekeyed_result(sample, msgspec.structs.replace(sample.request, client_order_id=cid))
+    return msgspec.json.encode(result.order).decode(), msgspec.json.encode(result).decode()
+
+
+def journal_size(sample: DeliveryResult, orders: int, server: str | None) -> dict[str, Any]:
+    """Bytes per settled order, SQLite (and PostgreSQL on ``server``), now and as plain JSON."""
+    import sqlite3
+
+    figures: dict[str, Any] = {"orders": orders}
+    with tempfile.TemporaryDirectory(prefix="bench_journal_size_") as directory:
+        path = os.path.join(directory, "journal.sqlite")
+        anyio.run(_journal_writes, path, sample, orders, 64)
+
+        def measured(db: sqlite3.Connection) -> dict[str, int]:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file holds every page now
+            (row,) = db.execute(f"SELECT {_ENCODED_ROW} FROM entries").fetchone()
+            per_order = os.path.getsize(path) / orders
+            return {"bytes_per_order": round(per_order), "encoded_row_bytes": round(row)}
+
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            now = measured(db)
+            cids = [str(row[0]) for row in db.execute("SELECT client_order_id FROM entries")]
+            with db:
+                db.executemany(
+                    "UPDATE entries SET order_json = ?, result = ? WHERE client_order_id = ?",
+                    [(*_plain_columns(sample, cid), cid) for cid in cids],
+                )
+            figures["sqlite"] = {"entry_encoding_1": now, "plain_json": measured(db)}
+    if server is not None:
+        figures["postgresql"] = _pg_journal_size(server, sample, orders)
+    return figures
+
+
+def _pg_journal_size(server: str, sample: DeliveryResult, orders: int) -> dict[str, Any]:
+    import psycopg
+
+    dsn = _pg_database(server)
+    try:
+        anyio.run(_pg_journal_writes, dsn, sample, orders, 64)
+        with psycopg.connect(dsn, autocommit=True) as db:
+
+            def measured() -> dict[str, int]:
+                db.execute("VACUUM FULL energy_async.entries")
+                size = db.execute(
+                    "SELECT pg_total_relation_size('energy_async.entries')"
+                ).fetchone()
+                row = db.execute(f"SELECT {_ENCODED_ROW} FROM energy_async.entries").fetchone()
+                assert size is not None and row is not None
+                return {
+                    "bytes_per_order": round(int(size[0]) / orders),
+                    "encoded_row_bytes": round(float(row[0])),
+                }
+
+            now = measured()
+            cids = [
+                str(row[0])
+                for row in db.execute("SELECT client_order_id FROM energy_async.entries")
+            ]
+            with db.cursor() as cursor:
+                cursor.executemany(
+                    "UPDATE energy_async.entries SET order_json = %s, result = %s"
+                    " WHERE client_order_id = %s",
+                    [(*_plain_columns(sample, cid), cid) for cid in cids],
+                )
+            return {"entry_encoding_1": now, "plain_json": measured()}
+    finally:
+        _pg_drop(server, dsn)
+
+
+def main_journal_size(args: argparse.Namespace) -> None:
+    from energy_async import Verdict
+
+    source = source_version()
+    spec = Spec(100, args.concurrency, False, lift_limits=not args.default_limits)
+    _, sample = measure(spec, args.speed)
+    assert sample is not None and sample.verdict is Verdict.DELIVERED
+    orders = 2_000 if args.quick else args.orders
+    figures = journal_size(sample, orders, args.postgres)
+    result = {
+        "benchmark": "journal bytes per settled order (a typical DELIVERED order), after VACUUM",
+        "sample": "the first DELIVERED result of a 100-order batch against the sandbox",
+        "sample_plain_json_bytes": len(msgspec.json.encode(sample)),
+        **figures,
+    }
+    write_results(SIZE_RESULTS, result, source)
+    for backend in ("sqlite", "postgresql"):
+        if backend in figures:
+            now, plain = figures[backend]["entry_encoding_1"], figures[backend]["plain_json"]
+            print(
+                f"{backend}: {now['bytes_per_order']:,} bytes per settled order on disk"
+                f" (plain JSON: {plain['bytes_per_order']:,}); encoded row"
+                f" {now['encoded_row_bytes']:,} bytes (plain JSON: {plain['encoded_row_bytes']:,})"
+            )
+    print(f"written to {SIZE_RESULTS}")
 
 
 # --- PostgreSQL: one journal, many worker processes ---------------------------------------------
@@ -359,8 +496,7 @@ async def _pg_journal_writes(
 ) -> dict[str, Any]:
     from energy_async.journal_pg import PgJournal
 
-    order = sample.order
-    assert order is not None, "the sample is a delivered order"
+    assert sample.order is not None, "the sample is a delivered order"
     slots = anyio.Semaphore(concurrency)
 
     async def one(result: DeliveryResult, order: Order) -> None:
@@ -383,11 +519,9 @@ async def _pg_journal_writes(
         async with anyio.create_task_group() as group:
             while claim := (await journal.claim(sample.provider, _CHUNK, lease=60)).entries:
                 for entry in claim:
-                    cid = entry.client_order_id
-                    rekeyed = msgspec.structs.replace(order, client_order_id=cid)
-                    result = msgspec.structs.replace(
-                        sample, client_order_id=cid, request=entry.request, order=rekeyed
-                    )
+                    result = rekeyed_result(sample, entry.request)
+                    rekeyed = result.order
+                    assert rekeyed is not None
                     await slots.acquire()
                     group.start_soon(one, result, rekeyed)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -480,7 +614,13 @@ def main() -> None:
     )
     parser.add_argument("--postgres", metavar="DSN", help="run the PostgreSQL worker rows")
     parser.add_argument("--workers", default="1,2,4", help="worker processes per PostgreSQL run")
+    parser.add_argument(
+        "--journal-size", action="store_true", help="only the bytes per settled order"
+    )
     args = parser.parse_args()
+    if args.journal_size:
+        main_journal_size(args)
+        return
     if args.postgres:
         main_postgres(args)
         return

@@ -745,18 +745,19 @@ class PgJournal(AsyncResource):
     async def _credit(
         self, cur: _Cursor, now: float, client_order_id: str, target: str, txs: Sequence[str]
     ) -> dict[str, str]:
+        # ON CONFLICT DO UPDATE (a no-op) rather than DO NOTHING: it waits for a concurrent
+        # claim of the same tx to commit and returns the row as committed, holder included;
+        # a separate read would see the statement's snapshot, without that claim.
         await self._exec(
             cur,
-            "WITH wanted AS (SELECT unnest(%s::text[]) AS tx_id),"
-            " added AS (INSERT INTO {s}.credits (tx_id, client_order_id, target, credited_at)"
-            " SELECT tx_id, %s, %s, %s FROM wanted ON CONFLICT (tx_id) DO NOTHING"
-            " RETURNING tx_id)"
-            " SELECT c.tx_id, c.client_order_id FROM {s}.credits c"
-            " JOIN wanted w ON w.tx_id = c.tx_id"
-            " WHERE c.client_order_id <> %s AND c.tx_id NOT IN (SELECT tx_id FROM added)",
-            (list(txs), client_order_id, target, now, client_order_id),
+            "INSERT INTO {s}.credits AS c (tx_id, client_order_id, target, credited_at)"
+            " SELECT unnest(%s::text[]), %s, %s, %s"
+            " ON CONFLICT (tx_id) DO UPDATE SET client_order_id = c.client_order_id"
+            " RETURNING c.tx_id, c.client_order_id",
+            (list(dict.fromkeys(txs)), client_order_id, target, now),
         )
-        return {str(row[0]): str(row[1]) for row in await cur.fetchall()}
+        rows = await cur.fetchall()
+        return {str(row[0]): str(row[1]) for row in rows if row[1] != client_order_id}
 
     async def status(self) -> dict[str, Any]:
         """What an operator asks: schema version, entries per state, leases, the budget."""

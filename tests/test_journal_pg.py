@@ -305,6 +305,42 @@ async def test_a_delegation_is_credited_to_one_order_only(pg_dsn: str) -> None:
     ]
 
 
+async def test_a_claim_racing_another_for_the_same_tx_sees_the_winner(pg_dsn: str) -> None:
+    """Two workers claim one tx at the same moment: the one that waits for the other's commit
+    must learn that it lost, not read a snapshot taken before that commit."""
+    async with await PgJournal.open(pg_dsn) as journal:
+        await journal.record_intents("catfee", [request(1), request(2)])
+        async with await psycopg.AsyncConnection.connect(pg_dsn) as first:
+            held: dict[str, str] = {}
+            async with anyio.create_task_group() as group, first.transaction():
+                await first.execute(
+                    "INSERT INTO energy_async.credits VALUES ('tx-a', 'order-1', %s, 0)",
+                    (TARGET,),
+                )
+
+                async def second() -> None:
+                    held.update(await journal.claim_credits("order-2", TARGET, ["tx-a"]))
+
+                group.start_soon(second)
+                await waiting_for_a_lock(pg_dsn)  # the second claim waits for the first
+                # The first commits here; the second goes on and must see it.
+    assert held == {"tx-a": "order-1"}
+    assert sql(pg_dsn, "SELECT tx_id, client_order_id FROM energy_async.credits") == [
+        ("tx-a", "order-1")
+    ]
+
+
+async def waiting_for_a_lock(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as watcher:
+        with anyio.fail_after(10):
+            while True:
+                cursor = await watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                row = await cursor.fetchone()
+                if row is not None and row[0] > 0:
+                    return
+                await anyio.sleep(0.01)
+
+
 # --- connection loss --------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -31,8 +31,9 @@ from energy_async.journal import EntryState
 
 if TYPE_CHECKING:
     from energy_async.coordinator import Coordinator
-    from energy_async.journal import Journal
+    from energy_async.journal import Journal, JournalEntry
     from energy_async.journal_pg import PgJournal, SpendLimits
+    from energy_async.ledger import OrderLedger
 
 __all__ = ["DEFAULT_LEASE", "run_worker"]
 
@@ -139,7 +140,9 @@ async def _claimed(
 ) -> AsyncGenerator[_Item, None]:
     provider = coordinator.provider
     try:
-        source = _claims_of(journal, provider, claims, batch, lease, limits, unknown_before)
+        source = _claims_of(
+            journal, provider, coordinator.ledger, claims, batch, lease, limits, unknown_before
+        )
         async for item in source:
             yield item
     finally:
@@ -148,9 +151,22 @@ async def _claimed(
             claims.run.stop_reason = claims.limit
 
 
+async def _learn_windows(
+    journal: PgJournal, ledger: OrderLedger, entries: Sequence[JournalEntry]
+) -> None:
+    """Before the claimed orders run: the windows of the journal's other orders to their
+    targets, so that the EnergyLimit delta never speaks for an order while another worker's
+    order to the same address may explain it (one query per claim)."""
+    targets = sorted({entry.request.target for entry in entries})
+    learnt = await journal.windows_touching(targets)
+    for target in targets:
+        ledger.learn(target, learnt.get(target, []), own=journal.held)
+
+
 async def _claims_of(
     journal: PgJournal,
     provider: str,
+    ledger: OrderLedger,
     claims: _Claims,
     batch: int,
     lease: float,
@@ -168,6 +184,8 @@ async def _claims_of(
         )
         if claim.stop_reason is not None:
             claims.limit_reached(claim.stop_reason)
+        if claim.entries:
+            await _learn_windows(journal, ledger, claim.entries)
         for entry in claim.entries:
             if entry.state is EntryState.INTENDED:
                 yield _Item(entry.request)  # never sent: its money is reserved, send it

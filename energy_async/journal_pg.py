@@ -48,6 +48,7 @@ from energy_async.journal_contract import (
     encode_result,
     unknown_intent,
 )
+from energy_async.ledger import Window, lingers
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
 
 __all__ = ["APPLICATION", "SCHEMA_VERSION", "Claim", "PgJournal", "SpendLimits", "redact_dsn"]
@@ -724,6 +725,58 @@ class PgJournal(AsyncResource):
             return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
         return await self._read(read)
+
+    async def windows_touching(self, targets: Sequence[str]) -> dict[str, list[Window]]:
+        """The windows of this journal's orders to ``targets`` that other workers watch or
+        that ended without a proven delivery: what the EnergyLimit delta rule must see.
+
+        In flight: sent (or claimed by a live worker, about to be sent) and not settled, open
+        from when it was sent (or now). Settled without a proven delivery (neither DELIVERED
+        nor UNDER_DELIVERED, nor a refusal that bought nothing): it may still land, so its
+        window never ends (``lingers``). Orders this worker holds are left out.
+        """
+        wanted = sorted(set(targets))
+        if not wanted:
+            return {}
+        proven = [str(Verdict.DELIVERED), str(Verdict.UNDER_DELIVERED)]
+
+        async def read(cur: _Cursor) -> list[tuple[Any, ...]]:
+            await self._exec(
+                cur,
+                "SELECT client_order_id, request::jsonb ->> 'target', state, sent_at,"
+                " updated_at, CASE WHEN verdict = %s THEN request END,"
+                " CASE WHEN verdict = %s THEN order_json END,"
+                " CASE WHEN verdict = %s THEN result END"
+                " FROM {s}.entries WHERE request::jsonb ->> 'target' = ANY(%s)"
+                " AND holder IS DISTINCT FROM %s AND ("
+                f"  (state <> %s AND (state <> %s OR lease_until >= {_CLOCK}))"
+                "   OR (state = %s AND verdict <> ALL(%s)))",
+                (
+                    *[str(Verdict.REJECTED)] * 3,
+                    wanted,
+                    self.worker,
+                    str(EntryState.SETTLED),
+                    str(EntryState.INTENDED),
+                    str(EntryState.SETTLED),
+                    proven,
+                ),
+            )
+            return list(await cur.fetchall())
+
+        rows = await self._read(read)
+        now = time.time()
+        found: dict[str, list[Window]] = {target: [] for target in wanted}
+        for cid, target, state, sent, updated, request, order, result in rows:
+            start = now if sent is None else float(sent)
+            if state != EntryState.SETTLED:
+                found[target].append(Window(cid, target, start))
+                continue
+            if result is not None:
+                _, _, settled = decode_entry(cid, request, order, result)
+                if settled is not None and not lingers(settled):
+                    continue  # refused with nothing bought
+            found[target].append(Window(cid, target, start, float(updated), lingers=True))
+        return found
 
     async def claim_credits(
         self, client_order_id: str, target: str, tx_ids: Sequence[str]

@@ -8,15 +8,18 @@ without a proven delegation may still see it land.
 
 One process-wide default (:data:`DEFAULT_LEDGER`) serves every Coordinator that is given none;
 tests and batches pass their own. A resumed batch rebuilds the ledger from its journal
-(:meth:`OrderLedger.remember`), so exclusivity holds across every resume. The ledger is plain
-in-memory state and every method is synchronous: under anyio's single-threaded scheduling a
-claim is atomic.
+(:meth:`OrderLedger.remember`), so exclusivity holds across every resume. A worker sharing a
+PostgreSQL journal also learns the windows of the other workers' orders to the targets it
+claims (:meth:`OrderLedger.learn`); exclusivity across workers is the journal's (``credits``).
+The ledger is plain in-memory state and every method is synchronous: under anyio's
+single-threaded scheduling a claim is atomic.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from energy_async.models import DeliveryResult, Verdict
@@ -49,10 +52,12 @@ class OrderLedger:
     _windows: dict[str, dict[str, Window]] = field(default_factory=dict)  # target -> key -> w
     _by_key: dict[str, Window] = field(default_factory=dict)
     _owners: dict[str, str] = field(default_factory=dict)  # txid -> client_order_id
+    _learnt: dict[str, set[str]] = field(default_factory=dict)  # target -> keys (`learn`)
 
     def open(self, key: str, target: str, start: float | None = None) -> Window:
         """Start (or re-open, on resume) the window of order ``key`` to ``target``."""
         windows = self._windows.setdefault(target, {})
+        self._learnt.get(target, set()).discard(key)  # watched here from now on
         window = windows.get(key)
         if window is None:
             window = Window(key, target, time.time() if start is None else start)
@@ -105,6 +110,28 @@ class OrderLedger:
             if other_end >= start:
                 touched.append(other.key)
         return touched
+
+    def learn(self, target: str, windows: Sequence[Window], *, own: Collection[str] = ()) -> None:
+        """Replace what this process knows of other workers' orders to ``target``.
+
+        ``windows``: the shared journal's orders to ``target`` that may touch it (in flight
+        elsewhere, or ended without a proven delivery), read just now; learnt windows no
+        longer among them are forgotten. Orders this process watches (``own``, or any window
+        it opened itself) keep their own window.
+        """
+        here = self._windows.setdefault(target, {})
+        learnt = self._learnt.get(target, set())
+        fresh = {window.key: window for window in windows if window.key not in own}
+        for key in learnt - fresh.keys():
+            here.pop(key, None)
+            self._by_key.pop(key, None)
+        kept = set()
+        for key, window in fresh.items():
+            if key in here and key not in learnt:
+                continue  # this process's own window
+            here[key] = self._by_key[key] = window
+            kept.add(key)
+        self._learnt[target] = kept
 
     def remember(self, result: DeliveryResult) -> None:
         """Rebuild one settled order from its journaled result (window and credited txs)."""

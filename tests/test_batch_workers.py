@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import cast
 
@@ -181,3 +182,48 @@ async def credits_of(dsn: str) -> list[tuple[str, str]]:
     async with await psycopg.AsyncConnection.connect(dsn) as connection:
         cursor = await connection.execute("SELECT tx_id, client_order_id FROM energy_async.credits")
         return [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
+
+
+async def test_a_worker_sees_another_workers_order_to_the_same_address(pg_dsn: str) -> None:
+    """The EnergyLimit delta rule of one worker sees the orders another worker has in flight
+    to the same address: the claim loads their windows into the worker's ledger."""
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        theirs, mine = (st.catfee.session.prepare(target=target, energy=ENERGY) for _ in range(2))
+        coordinator = Coordinator(
+            st.catfee.session, st.catfee.verifier, poll=st.catfee.poll, ledger=OrderLedger()
+        )
+        touched: list[list[str]] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce_blocks, st)
+            async with (
+                await PgJournal.open(pg_dsn) as other,
+                await PgJournal.open(pg_dsn) as journal,
+            ):
+                await other.record_intents("catfee", [theirs, mine])
+                (held,) = (await other.claim("catfee", 1, lease=30)).entries
+                assert held.client_order_id == theirs.client_order_id
+                await other.mark_sent(theirs.client_order_id)  # in flight at the other worker
+                async with run_worker(coordinator, journal, concurrency=1, deadline=2.0) as run:
+                    async for result in run:
+                        key = result.client_order_id
+                        touched.append(
+                            coordinator.ledger.others_touched(key, target, 0.0, time.time())
+                        )
+                        # The other worker settles its order, so this one may finish.
+                        await other.record_result(theirs.client_order_id, _rejected(theirs))
+            group.cancel_scope.cancel()
+    assert touched == [[theirs.client_order_id]]
+
+
+def _rejected(request: OrderRequest) -> DeliveryResult:
+    from energy_async.models import Evidence
+
+    return DeliveryResult(
+        verdict=Verdict.REJECTED,
+        provider="catfee",
+        client_order_id=request.client_order_id,
+        request=request,
+        order=None,
+        evidence=Evidence(),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import AsyncIterator
 
@@ -448,3 +449,36 @@ async def test_a_leaving_worker_gives_back_what_it_never_sent(pg_dsn: str) -> No
     async with await PgJournal.open(pg_dsn) as other:  # free for others at once
         again = await other.claim("catfee", 10, lease=30, limits=limits)
         assert len(again.entries) == 5
+
+
+async def test_the_windows_of_other_workers_orders_to_a_target(pg_dsn: str) -> None:
+    """What the EnergyLimit delta rule must see: orders in flight elsewhere, and orders that
+    ended without a proven delivery; never those proven, never unclaimed ones."""
+    other = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
+    intents = [request(n) for n in range(7)]
+    intents[6] = OrderRequest(target=other, energy=65_000, client_order_id="order-6")
+    async with await PgJournal.open(pg_dsn) as first, await PgJournal.open(pg_dsn) as second:
+        await first.record_intents("catfee", intents)
+        claimed = await first.claim("catfee", 5, lease=30)
+        assert [e.client_order_id for e in claimed.entries] == [f"order-{n}" for n in range(5)]
+        for n in (1, 2, 3, 4):
+            await first.mark_sent(f"order-{n}")
+        await first.record_result(
+            "order-2", result(intents[2], order("order-2"), Verdict.NOT_DELIVERED)
+        )
+        await first.record_result(
+            "order-3", result(intents[3], order("order-3"), Verdict.DELIVERED)
+        )
+        await first.record_result("order-4", result(intents[4], None, Verdict.REJECTED))
+        before = time.time()
+        windows = await second.windows_touching([TARGET, other])
+        mine = await first.windows_touching([TARGET])
+    assert windows[other] == []  # order-6: never claimed, never sent
+    seen = {window.key: window for window in windows[TARGET]}
+    # order-0: claimed by a live worker, about to be sent; order-1: sent; order-2: ended
+    # without its delivery proven. order-3 proved it, order-4 bought nothing, order-5 waits.
+    assert sorted(seen) == ["order-0", "order-1", "order-2"]
+    assert seen["order-0"].end is None and seen["order-0"].start >= before
+    assert seen["order-1"].end is None and seen["order-1"].start < before
+    assert seen["order-2"].lingers and seen["order-2"].end is not None
+    assert [window.key for window in mine[TARGET]] == ["order-2"]  # what it holds is its own

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from energy_async.errors import JournalUnavailable
-from energy_async.ledger import OrderLedger, lingers
+from energy_async.ledger import OrderLedger, Window, lingers
 from energy_async.models import (
     DeliveryResult,
     Evidence,
@@ -160,3 +160,23 @@ async def test_a_journal_that_cannot_claim_fails_the_order_with_no_credit() -> N
     lost = await settle_with(hooks)
     assert isinstance(lost, JournalUnavailable)  # the order fails; no tx was credited
     assert len(hooks.claims) == 1
+
+
+def test_windows_learnt_from_the_journal_replace_each_other_and_never_ours() -> None:
+    ledger = OrderLedger()
+    mine = ledger.open("mine", TARGET, start=10.0)
+    learnt = [
+        Window("theirs", TARGET, 12.0),
+        Window("mine", TARGET, 5.0),
+        Window("held", TARGET, 1.0),
+    ]
+    ledger.learn(TARGET, learnt, own={"held"})
+    assert ledger.others_touched("mine", TARGET, 10.0, 20.0) == ["theirs"]
+    assert mine.start == 10.0  # this process's own window is kept as it is
+    ledger.learn(TARGET, [])  # "theirs" settled with its delivery proven since
+    assert ledger.others_touched("mine", TARGET, 10.0, 20.0) == []
+    ledger.learn(TARGET, [Window("lost", TARGET, 1.0, 2.0, lingers=True)])
+    assert ledger.others_touched("mine", TARGET, 10.0, 20.0) == ["lost"]  # may still land
+    ledger.open("lost", TARGET, start=30.0)  # taken over: watched here from now on
+    ledger.learn(TARGET, [], own={"lost"})
+    assert ledger.others_touched("mine", TARGET, 10.0, 40.0) == ["lost"]

@@ -78,6 +78,14 @@ def held_in_flight(dsn: str, worker: str) -> int:
     return int(row[0])
 
 
+def settled_ids(dsn: str) -> set[str]:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT client_order_id FROM energy_async.entries WHERE state = 'SETTLED'"
+        ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
 def cut_connections(dsn: str, worker: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as admin:
         row = admin.execute(
@@ -132,6 +140,7 @@ async def test_three_workers_one_killed_one_cut_buy_every_row_once(
             victim.send_signal(signal.SIGKILL)
             assert await victim.wait() == -signal.SIGKILL
             held_at_death = held_in_flight(pg_dsn, victim_worker)
+            settled_at_death = settled_ids(pg_dsn)
             await results_in(outs[1], 15)
             assert cut_connections(pg_dsn, await worker_id(errs[1])) >= 1
             with anyio.fail_after(150):
@@ -198,8 +207,14 @@ async def test_three_workers_one_killed_one_cut_buy_every_row_once(
     assert books.duplicate_charges == {} and books.foreign_charges == []
 
     # Each row's verdict was printed once, by whichever worker settled it: the victim's
-    # in-flight orders by the worker that took them over.
-    assert sorted(r.client_order_id for r in printed) == sorted(by_id)
+    # in-flight orders by the worker that took them over. A verdict the victim committed to
+    # the journal in its last moment, before its line left it, died with it: only such a row
+    # (settled when the victim died, printed by nobody) may be missing; the journal has it.
+    shown = [r.client_order_id for r in printed]
+    assert len(shown) == len(set(shown)) and set(shown) <= set(by_id)
+    lost_with_the_victim = set(by_id) - set(shown)
+    assert lost_with_the_victim <= settled_at_death, lost_with_the_victim - settled_at_death
+    assert len(lost_with_the_victim) <= CONCURRENCY
     with capsys.disabled():
         print(
             f"\nreliability: 3 PostgreSQL workers, {ROWS} rows, one SIGKILLed and one cut,"

@@ -85,12 +85,14 @@ def decide(
     complete: bool,
     claimed: Mapping[str, str],
     chain_clear: bool | None,
+    quiet: float = QUIET_S,
 ) -> Decision:
     """What the history (newest first) says about ``request``, sent at ``since`` (seconds).
 
     ``complete``: the history was read to its end. ``claimed``: order id -> the
     ``client_order_id`` it already belongs to. ``chain_clear``: no delegation to the receiver
-    on chain (``None``: not asked).
+    on chain (``None``: not asked). ``quiet``: seconds after the intent before an empty
+    history counts (`QUIET_S`).
     """
     start_ms = (since - CLOCK_MARGIN_S) * 1000
     undated = [o.id for o in history if o.created_at_ms is None]
@@ -113,7 +115,7 @@ def decide(
         return Decision(Finding.UNPROVEN, why)
     if not complete and not history_covers(history, since):
         return Decision(Finding.UNPROVEN, "the order history was not read back to the intent")
-    if now - since < QUIET_S:
+    if now - since < quiet:
         return Decision(Finding.UNPROVEN, f"not listed yet, {now - since:.0f} s after the create")
     if chain_clear is None:
         return Decision(

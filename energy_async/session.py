@@ -54,7 +54,14 @@ from energy_async.errors import (
 )
 from energy_async.models import Account, Order, OrderRequest, Quote
 from energy_async.providers._base import Idempotency, Provider, Refusal, Wire
-from energy_async.reconcile import Decision, Finding, decide, echoed_address, history_covers
+from energy_async.reconcile import (
+    QUIET_S,
+    Decision,
+    Finding,
+    decide,
+    echoed_address,
+    history_covers,
+)
 
 __all__ = ["DEFAULT_RATE_LIMIT", "REPLAY_MISMATCH", "ProviderSession", "RetryPolicy"]
 
@@ -154,7 +161,10 @@ class ProviderSession(AsyncResource):
 
     Owns one pooled aiohttp session unless you pass ``session=`` (which it never closes). All
     sessions of a process that use the same provider and key share one rate limiter, unless
-    ``limiter=`` says otherwise. A closed session cannot be reopened.
+    ``limiter=`` says otherwise. A closed session cannot be reopened. ``reconcile_quiet``: how
+    long after a create with no idempotency key an empty order history starts to prove that
+    nothing was bought (`energy_async.reconcile.QUIET_S`; a simulated provider that lists an
+    order as it accepts it may be given less).
     """
 
     def __init__(
@@ -168,6 +178,7 @@ class ProviderSession(AsyncResource):
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
         max_connections: int = 100,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
+        reconcile_quiet: float = QUIET_S,
     ) -> None:
         if not isinstance(provider, Provider):
             raise ConfigurationError(
@@ -179,6 +190,9 @@ class ProviderSession(AsyncResource):
             )
         if min(connect_timeout, total_timeout) <= 0:
             raise ConfigurationError("timeouts must be positive (seconds)")
+        if not reconcile_quiet >= 0:
+            raise ConfigurationError("reconcile_quiet must be zero or more seconds")
+        self._reconcile_quiet = reconcile_quiet
         self._provider = provider
         self._retry = retry or RetryPolicy()
         self._limiter = limiter or _shared_limiter(provider)
@@ -416,6 +430,7 @@ class ProviderSession(AsyncResource):
             now=self._clock.now(),
             complete=complete,
             claimed=self._claimed,
+            quiet=self._reconcile_quiet,
         )
         decision = facts(chain_clear=None)
         if decision.needs_chain and self.chain_probe is not None:

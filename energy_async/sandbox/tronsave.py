@@ -11,10 +11,11 @@ booked without a client id). Errors: ``{"error": true, "message": "TSAS:<n> <COD
 null}``, schema errors in Fastify's shape with HTTP 400.
 
 An order's ``delegates[]`` lists one entry per delegation (two for a split fill);
-``fulfilledPercent`` and ``remainAmount`` follow what was delegated (a PARTIAL delivery fills
-half and says so). Sandbox assumptions, documented nowhere: the unknown-order answer (404 with
-``ORDER_NOT_FOUND``), prices below (sun per energy per day, at least one day's worth), that
-receivers must be activated, and ``createdAt`` (Unix seconds) on history entries: the
+``fulfilledPercent`` and ``remainAmount`` follow what was delegated and seen in a block (a
+PARTIAL delivery fills half and says so; a broadcast that never lands fills nothing). Sandbox
+assumptions, documented nowhere: the unknown-order answer (404 with ``ORDER_NOT_FOUND``),
+prices below (sun per energy per day, at least one day's worth), that receivers must be
+activated, and ``createdAt`` (Unix seconds) on history entries: the
 whitelisted ``/v2/internal/buyer/orders`` documents it (``list-orders.md``), ``/v2/orders`` does
 not show it in its example.
 """
@@ -236,10 +237,15 @@ def _order(sim: SplitSim, order: SimOrder) -> dict[str, Any]:
     delegates = []
     delegated_sun = 0
     if progress.status != sim.paid_status and progress.status != "DELEGATE_FAIL":
+        # A delegation fills the order once the provider has seen it in a block; until then
+        # (or never, for a broadcast that never lands) it is listed but fills nothing.
+        confirmed = progress.confirm_status in ("DELEGATION_CONFIRMED", "RECLAIM_CONFIRMED")
         for txid in sim.hashes(order):
             tx = sim.chain.transaction(txid)
             amount = tx.balance if tx is not None else order.staked_sun
-            delegated_sun += amount
+            first = txid == order.delegate_hash
+            if confirmed if first else sim.chain.tx_block(txid) is not None:
+                delegated_sun += amount
             delegator = tx.owner if tx is not None else sim.pool_address
             delegates.append({"delegator": delegator, "amount": amount, "txid": txid})
     filled = min(order.quantity, order.quantity * delegated_sun // max(order.staked_sun, 1))

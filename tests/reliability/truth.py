@@ -49,10 +49,12 @@ class StagedFaults:
     trongrid: CountingFaultPlan
     staged: tuple[str, ...]  # what was switched on, named as in ``dealt``
 
+    name: str = "catfee"  # the provider the faults were staged on
+
     def dealt(self) -> Counter[str]:
         """Faults dealt so far, named by service (``catfee:RATE_LIMIT``, ...)."""
         tally: Counter[str] = Counter()
-        for service, plan in (("catfee", self.provider), ("trongrid", self.trongrid)):
+        for service, plan in ((self.name, self.provider), ("trongrid", self.trongrid)):
             tally.update({f"{service}:{fault}": n for fault, n in plan.dealt.items()})
         return tally
 
@@ -65,8 +67,9 @@ def stage_faults(
     retry_after: float,
     seed: int,
     trongrid_endpoints: tuple[str, ...] = ("any",),
+    provider_name: str = "catfee",
 ) -> StagedFaults:
-    """Switch on every fault of the issue at ``rate`` each, on CatFee and TronGrid.
+    """Switch on every fault of the issue at ``rate`` each, on one provider and TronGrid.
 
     429 (tiny ``Retry-After``), 500, 502 and slow answers on every provider endpoint, lost
     responses on creates; TronGrid throttling (403/429/503), busy nodes and slow answers; and
@@ -81,16 +84,17 @@ def stage_faults(
     for fault in TRONGRID_FAULTS:
         for endpoint in trongrid_endpoints:
             trongrid.set_rate(fault, rate, endpoint=endpoint, delay=delay, retry_after=retry_after)
-    sandbox.catfee.control.faults = provider
-    sandbox.catfee.control.keep_log = False
+    sim = sandbox.providers[provider_name]
+    sim.control.faults = provider
+    sim.control.keep_log = False
     sandbox.trongrid.faults = trongrid
     sandbox.trongrid.keep_log = False
-    sandbox.catfee.delivery.set_rate(Delivery.NEVER_LANDS, rate)
+    sim.delivery.set_rate(Delivery.NEVER_LANDS, rate)
     staged = (
-        *(f"catfee:{fault}" for fault in (*PROVIDER_FAULTS, Fault.LOST_RESPONSE)),
+        *(f"{provider_name}:{fault}" for fault in (*PROVIDER_FAULTS, Fault.LOST_RESPONSE)),
         *(f"trongrid:{fault}" for fault in TRONGRID_FAULTS),
     )
-    return StagedFaults(provider, trongrid, staged)
+    return StagedFaults(provider, trongrid, staged, provider_name)
 
 
 @dataclass(slots=True)
@@ -117,6 +121,8 @@ def audit(
     requests: Mapping[str, OrderRequest],
     verdicts: Mapping[str, Verdict],
     named_hashes: Mapping[str, str | None] | None = None,
+    *,
+    by_receiver: bool = False,
 ) -> Audit:
     """Judge ``verdicts`` (client_order_id -> verdict) for ``requests`` by the sandbox's books.
 
@@ -126,16 +132,22 @@ def audit(
     ``named_hashes`` (client_order_id -> the delegation tx the library's evidence names, if any)
     must name the order's own tx wherever a DELIVERED names one (a delivery seen before the
     provider named its tx is proven by the EnergyLimit delta instead).
+
+    ``by_receiver``: the provider keeps no client id (TronSave), so each request must have a
+    target of its own, and the orders to that target are its charges.
     """
     result = Audit(verdicts=Counter(verdicts.values()))
-    charges = sim.charge_counts()
+    if by_receiver:
+        charges, books = _books_by_receiver(sim, requests)
+    else:
+        charges = sim.charge_counts()
+        books = {order.client_order_id: order for order in sim.orders.values()}
     result.charged = len(charges)
     result.duplicate_charges = {str(cid): n for cid, n in charges.items() if n > 1}
     result.foreign_charges = [cid for cid in charges if cid not in requests]
     result.unsettled = [
         cid for cid in requests if verdicts.get(cid, Verdict.UNKNOWN) is Verdict.UNKNOWN
     ]
-    books = {order.client_order_id: order for order in sim.orders.values()}
     for cid, verdict in verdicts.items():
         order = books.get(cid)
         if verdict is Verdict.DELIVERED and (
@@ -153,6 +165,20 @@ def audit(
         if verdict is not expected:
             result.wrong_verdicts.append((cid, verdict, expected))
     return result
+
+
+def _books_by_receiver(
+    sim: ProviderSim, requests: Mapping[str, OrderRequest]
+) -> tuple[dict[str | None, int], dict[str | None, SimOrder]]:
+    by_target = {request.target: cid for cid, request in requests.items()}
+    assert len(by_target) == len(requests), "by_receiver needs a target per request"
+    charges: Counter[str | None] = Counter()
+    books: dict[str | None, SimOrder] = {}
+    for order in sim.orders.values():
+        cid = by_target.get(order.receiver)  # None: an order nobody asked for
+        charges[cid] += 1
+        books.setdefault(cid, order)
+    return dict(charges), books
 
 
 def _deserved(order: SimOrder | None) -> Verdict:

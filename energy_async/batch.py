@@ -225,6 +225,7 @@ class BatchRun:
         self._stopped = anyio.Event()
         self._workers: set[anyio.CancelScope] = set()
         self.aborted = False
+        self.route: list[str] = []  # how the batch's provider was chosen: in every result
 
     def stop(self, reason: str) -> None:
         """Send no new order; those in flight settle, the rest come out as `Skipped`."""
@@ -259,7 +260,9 @@ def run_batch(
     deadline: float,
     journal: Journal | None,
     spend_guard: SpendGuard | None,
+    route: Sequence[str] = (),
 ) -> AbstractAsyncContextManager[BatchRun]:
+    """``route``: how the provider was chosen (``--provider auto``), kept in every result."""
     items = (_Item(request) for request in requests)
     return _batch(
         coordinator,
@@ -268,6 +271,7 @@ def run_batch(
         deadline,
         journal,
         spend_guard,
+        route=route,
     )
 
 
@@ -278,10 +282,18 @@ def run_resume(
     concurrency: int,
     deadline: float,
     spend_guard: SpendGuard | None = None,
+    route: Sequence[str] = (),
 ) -> AbstractAsyncContextManager[BatchRun]:
-    """Finish what a journal left unsettled: send the never-sent, re-attach the rest."""
+    """Finish what a journal left unsettled at ``coordinator``'s provider: send the never-sent,
+    re-attach the rest (never at another provider)."""
     return _batch(
-        coordinator, _unsettled(coordinator, journal), concurrency, deadline, journal, spend_guard
+        coordinator,
+        _unsettled(coordinator, journal),
+        concurrency,
+        deadline,
+        journal,
+        spend_guard,
+        route=route,
     )
 
 
@@ -325,6 +337,8 @@ async def _batch(
     deadline: float,
     journal: Journal | None,
     guard: SpendGuard | None,
+    *,
+    route: Sequence[str] = (),
 ) -> AsyncIterator[BatchRun]:
     if concurrency < 1:
         raise ConfigurationError("concurrency must be at least 1")
@@ -337,6 +351,7 @@ async def _batch(
         guard.seed(energy, sun, time.time())
     send, receive = anyio.create_memory_object_stream[Outcome](concurrency)
     run = BatchRun(receive)
+    run.route = list(route)
     async with anyio.create_task_group() as group:
         group.start_soon(
             _produce, coordinator, items, send, run, concurrency, deadline, journal, guard
@@ -441,6 +456,8 @@ async def _one(
             reason = f"{_MONEY_STOPS[outcome.error_kind]}: {outcome.error}"
             run.stop(reason)
             outcome = Skipped(request, reason)
+        if isinstance(outcome, DeliveryResult) and run.route and not outcome.evidence.route:
+            outcome.evidence.route = list(run.route)
         if isinstance(outcome, DeliveryResult) and journal is not None:
             await _journal_result(journal, run, outcome)
         await send.send(outcome)

@@ -29,6 +29,7 @@ from energy_async import cli_workers
 from energy_async.errors import (
     AuthenticationError,
     BadResponse,
+    ConfigurationError,
     EnergyError,
     InputError,
     InsufficientBalance,
@@ -611,6 +612,8 @@ async def _batch(args: argparse.Namespace) -> int:
         if args.journal is None or not is_dsn(args.journal):
             raise InputError("--status needs --journal postgresql://... (a shared journal)")
         return await cli_workers.show_status(args.journal, args.json)
+    if args.provider == _AUTO:
+        return await _batch_auto(args)
     provider = _provider(args)
     trongrid_url = _trongrid_url(args)
     async with (
@@ -645,9 +648,87 @@ async def _spend_guard(args: argparse.Namespace, coordinator: Coordinator) -> Sp
     return SpendGuard(*limits, quoted_sun_per_energy=quoted)
 
 
+async def _batch_auto(args: argparse.Namespace) -> int:
+    """``batch --provider auto``: the cheapest provider that takes every row buys the batch,
+    journalled under it; ``--resume`` continues where the journal says, never re-routing."""
+    from energy_async.journal import Journal
+
+    if args.journal is not None and is_dsn(args.journal):
+        raise InputError("--provider auto takes a journal file; name the provider to share one")
+    async with _client(args) as client:
+        if args.resume:
+            async with await Journal.open(args.journal, create=False) as journal:
+                name = await _journalled_provider(journal, args.journal)
+            route = [f"{name}: holds this batch's orders (journal); resumed there, not re-routed"]
+            if name not in client.coordinators:
+                needed = " and ".join(_registry()[name].env_names())
+                raise ConfigurationError(
+                    f"the journal's orders are at {name}: set {needed} to resume them"
+                )
+        else:
+            name, route = await _route_batch(args, client)
+        _say(f"provider for this batch: {name} ({route[-1]})")
+        coordinator = client.coordinators[name]
+        guard = await _spend_guard(args, coordinator)
+        return await _run_batch(args, coordinator, guard, route=route)
+
+
+async def _journalled_provider(journal: Journal, path: Path) -> str:
+    """The one provider a journal's orders were sent to (an auto batch has exactly one)."""
+    names = {entry.provider async for entry in journal.iter_entries()}
+    if len(names) != 1:
+        held = ", ".join(sorted(names)) or "no orders"
+        raise InputError(f"journal {path} holds {held}; resume it with --provider NAME")
+    return names.pop()
+
+
+async def _route_batch(args: argparse.Namespace, client: Client) -> tuple[str, list[str]]:
+    """Quote the batch's largest order at every provider; the cheapest that takes every row."""
+    from energy_async.batchfile import FileKind, kind_of, read_requests
+
+    if kind_of(args.file) is FileKind.PAYOUTS:
+        raise InputError("a payout file is planned for one provider: name it with --provider")
+
+    def shape(**row: Any) -> OrderRequest:  # reads the amounts only; each provider judges
+        if row["transfers"] is not None or row["energy"] is None:
+            raise InputError("batch --provider auto takes rows with energy (not transfers)")
+        return OrderRequest(
+            target=row["target"],
+            energy=row["energy"],
+            duration=row["duration"],
+            client_order_id=row["client_order_id"] or "",
+        )
+
+    rows = {
+        line: item
+        for line, item in read_requests(args.file, shape)
+        if isinstance(item, OrderRequest)
+    }
+    if not rows:
+        raise InputError(f"{args.file} has no rows of energy to buy for")
+
+    def takes_every_row(name: str) -> bool:
+        prepare = client.sessions[name].prepare
+        good = {
+            line
+            for line, item in read_requests(args.file, prepare, id_for_line=lambda n: f"r{n}")
+            if isinstance(item, OrderRequest)
+        }
+        return good >= rows.keys()
+
+    energy = max(row.energy or 0 for row in rows.values())
+    duration = next(iter(rows.values())).duration
+    return await client.router.pick(energy=energy, duration=duration, accepts=takes_every_row)
+
+
 async def _run_batch(
-    args: argparse.Namespace, coordinator: Coordinator, guard: SpendGuard | None
+    args: argparse.Namespace,
+    coordinator: Coordinator,
+    guard: SpendGuard | None,
+    *,
+    route: Sequence[str] = (),
 ) -> int:
+    from energy_async.batch import run_batch, run_resume
     from energy_async.batchfile import FileKind, kind_of, read_requests
     from energy_async.journal import Journal
 
@@ -725,17 +806,25 @@ async def _run_batch(
                     f"journal {args.journal}: {settled} of {total} orders settled; finishing"
                     f" {total - settled} (not sent, unsettled or UNKNOWN)"
                 )
-            batch = coordinator.resume(
-                journal, concurrency=args.concurrency, deadline=args.deadline, spend_guard=guard
+            batch = run_resume(
+                coordinator,
+                journal,
+                concurrency=args.concurrency,
+                deadline=args.deadline,
+                spend_guard=guard,
+                route=route,
             )
             total -= settled
         else:
             _say("no --journal: this batch cannot be resumed if it is interrupted")
-            batch = coordinator.buy_many(
+            batch = run_batch(
+                coordinator,
                 good_requests(),
                 concurrency=args.concurrency,
                 deadline=args.deadline,
+                journal=None,
                 spend_guard=guard,
+                route=route,
             )
         code = await _drain(args, batch, total)
         return EXIT_OTHER if code == EXIT_DELIVERED and _not_bought(planned) else code
@@ -1101,7 +1190,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction[_Parser]], None], ...] = (
 
 def _provider(args: argparse.Namespace) -> Provider:
     if args.provider == _AUTO:
-        raise InputError("--provider auto is for buy and quote; name one provider here")
+        raise InputError("--provider auto is for buy, quote and batch; name one provider here")
     kind = _registry()[args.provider]
     url = args.provider_url or os.environ.get(_ENV_URL.format(kind.name.upper())) or None
     return kind.from_env(base_url=url)

@@ -12,7 +12,7 @@ result's ``evidence.route``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -97,9 +97,7 @@ class Router:
     ) -> DeliveryResult:
         """Buy from the cheapest provider able to serve the order; see the module docstring."""
         board = await self.quotes(energy=energy, duration=duration)
-        route = [f"{q.provider}: quoted {q.cost_sun:,} sun" for q in board.quotes]
-        route += [f"{name}: not priced ({reason})" for name, reason in board.unpriced]
-        route += [f"{name}: skipped, could not answer ({reason})" for name, reason in board.down]
+        route = _route_of(board)
         supported = [
             name
             for name, _ in board.unpriced
@@ -136,6 +134,28 @@ class Router:
         result.evidence.route = route
         return result
 
+    async def pick(
+        self, *, energy: int, duration: str, accepts: Callable[[str], bool]
+    ) -> tuple[str, list[str]]:
+        """One provider for a whole batch: the cheapest for ``energy`` over ``duration`` that
+        ``accepts`` (every row valid there), and the route that chose it.
+
+        A batch is journalled under the provider its orders are sent to, and resumed there
+        alone: an order that may have been sent is never routed anywhere else.
+        """
+        board = await self.quotes(energy=energy, duration=duration)
+        route = _route_of(board)
+        prices = {q.provider: q.cost_sun for q in board.quotes}
+        for name in rank(self.providers, prices, [name for name, _ in board.unpriced]):
+            if accepts(name):
+                route.append(f"{name}: chosen for every row of the batch")
+                return name, route
+            route.append(f"{name}: cannot take every row")
+        raise NothingBought(
+            "no configured provider can take every row now: " + "; ".join(route),
+            service="router",
+        )
+
     def _supports(self, name: str, *, target: str, energy: int, duration: str) -> bool:
         try:
             self._coordinators[name].session.prepare(
@@ -144,3 +164,11 @@ class Router:
         except InputError:
             return False
         return True
+
+
+def _route_of(board: QuoteBoard) -> list[str]:
+    """The quotes as route steps: who priced the order at what, who did not, who was down."""
+    route = [f"{q.provider}: quoted {q.cost_sun:,} sun" for q in board.quotes]
+    route += [f"{name}: not priced ({reason})" for name, reason in board.unpriced]
+    route += [f"{name}: skipped, could not answer ({reason})" for name, reason in board.down]
+    return route

@@ -14,6 +14,7 @@ import pytest
 
 from energy_async import Client, PollPolicy, Verdict
 from energy_async._http import RetryPolicy
+from energy_async.errors import NothingBought
 from energy_async.models import DeliveryResult, Order, OrderRequest
 from energy_async.router import Router, fails_over, rank
 from energy_async.sandbox import Delivery, Fault, Sandbox, SandboxURLs
@@ -192,3 +193,16 @@ def test_router_refuses_duplicate_or_missing_providers() -> None:
 
     with pytest.raises(ConfigurationError):
         Router([])
+
+
+async def test_a_batch_goes_to_the_cheapest_provider_that_takes_every_row() -> None:
+    sandbox = Sandbox(seed=21, speed=0.0)
+    async with sandbox.serve() as urls, client(urls, sandbox) as built:
+        name, route = await built.router.pick(
+            energy=ENERGY, duration="1h", accepts=lambda name: name != "itrx"
+        )
+        assert (name, route[-1]) == ("catfee", "catfee: chosen for every row of the batch")
+        assert "itrx: cannot take every row" in route
+        with pytest.raises(NothingBought, match="no configured provider can take every row"):
+            await built.router.pick(energy=ENERGY, duration="1h", accepts=lambda name: False)
+    assert sum(sim.control.count("create") for sim in sandbox.providers.values()) == 0

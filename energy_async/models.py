@@ -8,6 +8,7 @@ energy units); times are Unix seconds as ``float`` unless a name says ``_ms``.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Any, Self
 
 import msgspec
@@ -206,7 +207,9 @@ _CREDENTIAL_WORDS = ("key", "secret", "sign", "token", "password", "auth", "cred
 _MAX_AMOUNT = 2**63 - 1  # a journal's INTEGER; any real amount of sun or energy is far below
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_credential(key: object) -> bool:
+    # Cached: every order read scans its raw keys, and a provider's keys are a small fixed set.
     name = str(key).lower().replace("-", "_")
     return any(word in name for word in _CREDENTIAL_WORDS) and name not in _RAW_KEEP
 

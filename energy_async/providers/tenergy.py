@@ -83,12 +83,8 @@ class _Error(msgspec.Struct, frozen=True):
     message: str | None = None
 
 
-class _ErrorBody(msgspec.Struct, frozen=True):
-    error: _Error
-
-
-_ERROR = msgspec.json.Decoder(_ErrorBody)
 _ANY = msgspec.json.Decoder()
+_NOT_JSON = object()
 
 
 class _Order(msgspec.Struct, frozen=True):
@@ -149,12 +145,15 @@ class TEnergy(Provider):
         return Wire("GET", f"{self.order_path}cid:{client_order_id}", "lookup")
 
     def unwrap(self, http_status: int, body: bytes, endpoint: str) -> Any:
-        error = _error_of(body)
+        try:  # decoded once: the error body and the order share it
+            reply = _ANY.decode(body)
+        except msgspec.DecodeError:
+            reply = _NOT_JSON
+        error = _error_in(reply)
         if error is None and http_status < 400:
-            try:
-                return _ANY.decode(body)
-            except msgspec.DecodeError:
-                raise BadResponse(f"response is not JSON ({len(body)} bytes)") from None
+            if reply is _NOT_JSON:
+                raise BadResponse(f"response is not JSON ({len(body)} bytes)")
+            return reply
         if error is None:
             kind = self.error_class(http_status, None, endpoint)
             return Refusal(kind, f"HTTP {http_status} without TEnergy's error body")
@@ -196,10 +195,13 @@ class TEnergy(Provider):
         return Account(provider=self.name, balance_sun=sun, raw=self.account_raw(data))
 
 
-def _error_of(body: bytes) -> _Error | None:
+def _error_in(reply: Any) -> _Error | None:
+    """The ``{"error": {...}}`` of a decoded reply, if it is one."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("error"), dict):
+        return None
     try:
-        return _ERROR.decode(body).error
-    except msgspec.DecodeError:
+        return msgspec.convert(reply["error"], _Error)
+    except msgspec.ValidationError:
         return None
 
 

@@ -353,6 +353,9 @@ async def test_a_tx_of_an_earlier_order_of_ours_is_not_this_orders() -> None:
     async with stage() as st:
         target = st.sandbox.new_target()
         first = await buy(st, target)
+        # One more block: the earlier tx is sealed before the next order's read, so causality
+        # speaks too (a block of the read's own second may still be packing: see policy.py).
+        st.sandbox.chain.advance_blocks(1)
         st.sandbox.catfee.delivery.for_target(target, Delivery.REUSE_EARLIER_TX)
         second = await buy(st, target)
     assert first.verdict is Verdict.DELIVERED

@@ -327,12 +327,18 @@ CASES = [
         Verdict.DELIVERED,
     ),
     Case(
-        "node clock anchor: the block of the read's own second is older than the order",
+        "node clock anchor: the block of the read's own second may still have been packing",
+        [*DATED, seen(order(A)), read(tx(block_time_ms=NODE_MS))],
+        Verdict.DELIVERED,
+        basis=Basis.TX,
+    ),
+    Case(
+        "node clock anchor: a block stamped a second before the read's second was sealed",
         [
             *DATED,
             seen(order(A)),
-            read(tx(block_time_ms=NODE_MS)),
-            read(tx(block_time_ms=NODE_MS)),
+            read(tx(block_time_ms=NODE_MS - 1_000)),
+            read(tx(block_time_ms=NODE_MS - 1_000)),
         ],
         Verdict.PROVIDER_MISMATCH,
         reason="before the order was placed",

@@ -11,15 +11,19 @@ __all__ = ["CAUSALITY_MARGIN_MS", "NODE_CLOCK_MARGIN_MS", "PollPolicy"]
 # The usual anchor is the node's own clock: the ``Date`` header (whole seconds, RFC 9110) of
 # the target's read just before ordering, so causality costs no call of its own. A block's
 # timestamp is its slot time, a whole second on mainnet (genesis 1529891469000, 3 s slots).
-# A block stamped at or before the header's second was produced at or before the read (its
-# second is truncated, so the read came at or after it): never this order's. A delegation made
-# for this order is broadcast after that answer, so it lands in a later slot. This is as exact
-# as the head-block read it replaces, one call cheaper. What it trusts, and the head read did
-# not: the node's clock against the producers' slot times (NTP-kept on both sides; a node
-# clock running ahead would make an honest delegation look older), and a producer not
-# packing a tx that arrived after its slot began into that slot's block. No margin is taken:
-# a margin would credit a stranger's rental from the block just before the order.
-NODE_CLOCK_MARGIN_MS = 0
+# But a block is not finished at its slot time: java-tron's producer wakes at the slot and
+# packs pending transactions for up to 750 ms by default (half the 1.5 s production window,
+# ``blockProducedTimeOut`` = 50 %; opentron's producer notes say the same of java-tron), and
+# the block keeps the slot time as its stamp. So a block stamped in the read's own second may
+# still have been packing when the node answered, and a delegation broadcast right after the
+# read can land in it: that block must count. A block stamped a whole second or more before
+# the read's second was sealed before the read (750 ms of packing, plus 250 ms for the node's
+# and the producers' NTP-kept clocks to differ): never this order's. This is the safe reading
+# where the sources are silent on the exact packing deadline: a dishonest provider gains at
+# most the block of the read's own second to pass off an older rental (which must still be
+# to this target, unclaimed by any order of ours, and authentic), while an honest provider is
+# never accused for a delegation packed late into a block stamped before it was sent.
+NODE_CLOCK_MARGIN_MS = 1_000
 
 # When no head block was read before ordering (a resumed order, ``recheck``), causality falls
 # back to the provider's own order time. Providers reject request timestamps more than 5 s off

@@ -12,9 +12,10 @@ __all__ = ["CAUSALITY_MARGIN_MS", "NODE_CLOCK_MARGIN_MS", "PollPolicy"]
 # the target's read just before ordering, so causality costs no call of its own. A block's
 # timestamp is its slot time, a whole second on mainnet (genesis 1529891469000, 3 s slots).
 # But a block is not finished at its slot time: java-tron's producer wakes at the slot and
-# packs pending transactions for up to 750 ms by default (half the 1.5 s production window,
-# ``blockProducedTimeOut`` = 50 %; opentron's producer notes say the same of java-tron), and
-# the block keeps the slot time as its stamp. So a block stamped in the read's own second may
+# packs pending transactions until slot time + 3000 / 2 x 50 % = 750 ms by default (DposTask's
+# deadline with ``blockProducedTimeOut`` = 50; as ported in opentron's producer, whose notes
+# say java-tron "can only use 750ms(default) to generate a block"), and the block keeps the
+# slot time as its stamp. So a block stamped in the read's own second may
 # still have been packing when the node answered, and a delegation broadcast right after the
 # read can land in it: that block must count. A block stamped a whole second or more before
 # the read's second was sealed before the read (750 ms of packing, plus 250 ms for the node's

@@ -106,16 +106,7 @@ class Coordinator:
         if deadline <= 0:
             raise ConfigurationError("deadline must be positive (seconds)")
         ends_at = anyio.current_time() + deadline
-        referee = Referee(
-            request,
-            session=self.session,
-            verifier=self.verifier,
-            policy=self.poll,
-            ledger=self.ledger,
-            hooks=hooks,
-            resumed=resumed,
-            delegators=self.delegators,
-        )
+        referee = self._referee(request, hooks=hooks, resumed=resumed)
         return await referee.run(ends_at, resume_order=resume_order)
 
     async def recheck(self, order: Order, *, deadline: float = 60.0) -> DeliveryResult:
@@ -133,19 +124,26 @@ class Coordinator:
             duration=order.duration or "1h",
             client_order_id=order.client_order_id or f"recheck-{order.provider}-{order.id}",
         )
-        referee = Referee(
+        referee = self._referee(request, hooks=None, resumed=True)
+        referee.notes.append(
+            f"re-checked at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+        )
+        return await referee.run(anyio.current_time() + deadline, resume_order=order)
+
+    def _referee(
+        self, request: OrderRequest, *, hooks: OrderHooks | None, resumed: bool
+    ) -> Referee:
+        """One order's referee over this coordinator's session, verifier, policy and ledger."""
+        return Referee(
             request,
             session=self.session,
             verifier=self.verifier,
             policy=self.poll,
             ledger=self.ledger,
-            resumed=True,
+            hooks=hooks,
+            resumed=resumed,
             delegators=self.delegators,
         )
-        referee.notes.append(
-            f"re-checked at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
-        )
-        return await referee.run(anyio.current_time() + deadline, resume_order=order)
 
     def buy_many(
         self,

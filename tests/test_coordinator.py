@@ -15,6 +15,7 @@ import pytest
 
 from energy_async import DeliveryResult, Verdict
 from energy_async.energy import delivery_tolerance
+from energy_async.models import Basis
 from energy_async.sandbox import Delivery, Fault
 from energy_async.watch.policy import NODE_CLOCK_MARGIN_MS
 from tests.coordination import TICK, Stage, stage, tick_after_create
@@ -398,6 +399,64 @@ async def test_a_wrong_delegator_guess_costs_one_read_and_decides_nothing() -> N
     assert record.from_address == result.evidence.delegation.owner != stranger
     assert result.evidence.trongrid_calls == 6  # the stranger's record was read for nothing
     assert st.catfee.delegators.last == result.evidence.delegation.owner
+
+
+async def test_a_guessed_record_from_a_lagging_node_is_read_again_before_it_can_cap() -> None:
+    # The guessed record is read beside the tx; a lagging node (or a read served just before
+    # the tx's block) shows no record. It holds less than the tx delegated, so it is read
+    # again after the tx, in the same look, and the delivery stands on that read.
+    async with stage() as st:
+        first = await buy(st, st.sandbox.new_target())
+        st.sandbox.trongrid.faults.inject(Fault.STALE, endpoint="getdelegatedresourcev2")
+        second = await buy(st, st.sandbox.new_target())
+    assert first.verdict is second.verdict is Verdict.DELIVERED
+    assert st.sandbox.trongrid.faults.pending() == 0  # the stale read was served
+    record = second.evidence.delegated_resource
+    assert second.evidence.delegation is not None and record is not None
+    assert record.energy_sun == second.evidence.delegation.balance_sun
+    assert second.evidence.basis is Basis.TX
+    assert second.evidence.trongrid_calls == 6  # the guessed record, then the same again
+
+
+async def test_a_record_short_after_the_block_on_one_read_waits_for_a_second() -> None:
+    # Two lagging answers: the guess, and the read after the tx. One short read after the
+    # block is not enough to cap: the next look reads the record again and finds it whole.
+    async with stage() as st:
+        await buy(st, st.sandbox.new_target())
+        st.sandbox.trongrid.faults.inject(Fault.STALE, times=2, endpoint="getdelegatedresourcev2")
+        result = await buy(st, st.sandbox.new_target())
+    assert result.verdict is Verdict.DELIVERED
+    assert st.sandbox.trongrid.faults.pending() == 0
+    record = result.evidence.delegated_resource
+    assert result.evidence.delegation is not None and record is not None
+    assert record.energy_sun == result.evidence.delegation.balance_sun
+    assert result.evidence.basis is Basis.TX
+
+
+async def test_a_delegation_reclaimed_before_the_first_read_is_capped_on_agreeing_reads() -> None:
+    # The provider delegates, then takes the stake back before anyone looks, and still
+    # claims the delegation: the record shows nothing on every read after the block.
+    async with stage() as st:
+        chain, sim = st.sandbox.chain, st.sandbox.catfee
+
+        def reclaim_at_once() -> None:
+            chain.advance_blocks(1)  # the delegation is included...
+            (order,) = sim.orders.values()
+            assert order.delegate_hash is not None
+            tx = chain.transaction(order.delegate_hash)
+            assert tx is not None
+            chain.undelegate(tx.owner, tx.receiver, tx.balance)
+            chain.advance_blocks(1)  # ...and reclaimed in the next block
+
+        result = await buy(st, st.sandbox.new_target(), hook=reclaim_at_once)
+    assert result.verdict is Verdict.PROVIDER_MISMATCH
+    (finding,) = result.evidence.delegations
+    assert finding.counted and finding.basis is Basis.RECORD_CAPPED
+    assert result.evidence.delegated_resource is not None
+    assert result.evidence.delegated_resource.energy_sun == 0
+    assert any("part was already reclaimed" in note for note in result.evidence.notes)
+    (cap,) = [n for n in result.evidence.notes if n.startswith("the cap rests on ")]
+    assert int(cap.split()[4]) >= 2  # agreeing reads after the block (the grace took more)
 
 
 async def test_an_older_delegation_of_a_stranger_fails_causality() -> None:

@@ -98,16 +98,33 @@ def seen(o: Order, clock: float = 1.0) -> OrderSeen:
     return OrderSeen(o, clock=clock, at=clock)
 
 
-def read(t: DelegationTx, *, owner: str | None = KEY, clock: float = 2.0, **kw: object) -> TxRead:
-    record = kw.pop("record", None)
-    assert not kw
+def read(
+    t: DelegationTx,
+    *,
+    owner: str | None = KEY,
+    clock: float = 2.0,
+    record: DelegatedResource | None = None,
+    after_block: bool = True,
+    reread: bool = True,
+) -> TxRead:
+    """One look at ``t``; its ``record`` asked for after the tx's block unless not
+    ``after_block`` (read beside the tx: perhaps served before its block)."""
     return TxRead(
         t,
         clock=clock,
         at=clock,
-        record=record,  # type: ignore[arg-type]
+        record=record,
         snapshot=snapshot(ENERGY),
         owner=owner if t.in_block and not t.half_found else None,
+        reread=reread,
+        record_after_block=after_block,
+    )
+
+
+def holding(sun: int) -> DelegatedResource:
+    """The delegator's record to the target, holding ``sun``."""
+    return DelegatedResource(
+        from_address=OWNER, to_address=TARGET, energy_sun=sun, records=1 if sun else 0
     )
 
 
@@ -284,21 +301,99 @@ CASES = [
         now=5.0,
     ),
     Case(
-        "record holds less than the tx: capped, under-delivered",
+        "record holds less than the tx on two reads after its block: capped, under-delivered",
         [
             *START,
             seen(order(A)),
-            read(
+            read(tx(), record=holding(HALF_SUN)),
+            read(tx(), record=holding(HALF_SUN), clock=2.5),
+        ],
+        Verdict.UNDER_DELIVERED,
+        basis=Basis.RECORD_CAPPED,
+        reason="the cap rests on 2 agreeing read(s)",
+        energy=energy_for_sun(HALF_SUN, TEL, TEW),
+    ),
+    Case(
+        "record empty on two reads after the block: the delegation is gone, mismatch",
+        [
+            *START,
+            seen(order(A)),
+            read(tx(), record=holding(0)),
+            read(tx(), record=holding(0), clock=2.5),
+        ],
+        Verdict.PROVIDER_MISMATCH,
+        now=20.0,
+        basis=Basis.RECORD_CAPPED,
+        reason="part was already reclaimed",
+    ),
+    Case(
+        "record short on one read after the block: read it again before capping",
+        [*START, seen(order(A)), read(tx(), record=holding(HALF_SUN))],
+        None,
+        now=20.0,
+        reason="on 1 read(s) after its block",
+    ),
+    Case(
+        "record short on one read, then full: delivered",
+        [
+            *START,
+            seen(order(A)),
+            read(tx(), record=holding(0)),
+            read(tx(), record=holding(SUN), clock=2.5),
+        ],
+        Verdict.DELIVERED,
+        basis=Basis.TX,
+    ),
+    Case(
+        "record short, then the same again from a refresh without prices: capped",
+        [
+            *START,
+            seen(order(A)),
+            read(tx(), record=holding(HALF_SUN)),
+            TxRead(
                 tx(),
-                record=DelegatedResource(
-                    from_address=OWNER, to_address=TARGET, energy_sun=HALF_SUN, records=1
-                ),
+                clock=2.5,
+                at=2.5,
+                record=holding(HALF_SUN),
+                owner=KEY,
+                reread=False,
+                record_after_block=True,
             ),
         ],
         Verdict.UNDER_DELIVERED,
         basis=Basis.RECORD_CAPPED,
-        reason="part was already reclaimed",
-        energy=energy_for_sun(HALF_SUN, TEL, TEW),
+    ),
+    Case(
+        "record read beside the tx shows nothing: it may predate the block, never a cap",
+        [
+            *START,
+            seen(order(A)),
+            read(tx(), record=holding(0), after_block=False),
+            read(tx(), record=holding(0), after_block=False, clock=2.5),
+            read(tx(), record=holding(0), after_block=False, clock=3.0),
+        ],
+        None,
+        now=20.0,
+        reason="on 0 read(s) after its block",
+    ),
+    Case(
+        "record short on one read at the deadline: nothing proven either way",
+        [*START, seen(order(A)), read(tx(), record=holding(0))],
+        Verdict.UNKNOWN,
+        final=True,
+        now=20.0,
+    ),
+    Case(
+        "record short, then short by another amount: the count starts again",
+        [
+            *START,
+            seen(order(A)),
+            read(tx(), record=holding(0)),
+            read(tx(), record=holding(HALF_SUN), clock=2.5),
+        ],
+        None,
+        now=20.0,
+        reason="on 1 read(s) after its block",
     ),
     Case(
         "reclaimed as agreed: the record is not held against it",

@@ -17,6 +17,12 @@ is a reason in the tx's finding, never a silent zero:
 A rule that fails on chain facts disqualifies a tx only after ``accuse_after`` consistent reads;
 until then the tx is *open* and the chain witness reads it again.
 
+The delegator's record to the target caps what its counted txs delivered (a delegation
+reclaimed before the rental ended). A cap is an accusation too: a record holding less than the
+txs delegated keeps them *open* until ``accuse_after`` reads of it, each asked for after the
+txs were read in a block, agree. A record read beside a tx may have been served just before
+the tx's block (on a real node as in the sandbox), and one lagging node may serve an old one.
+
 When the provider names no tx, the EnergyLimit delta may speak for the order, and only when no
 other order of ours touched the address in the window (``others``).
 """
@@ -113,7 +119,34 @@ def judge_tx(state: WatchState, txid: str, policy: PollPolicy) -> tuple[TxStatus
         return TxStatus.OPEN, [*problems, "read again before judging"]
     if _prices(state, look) is None:
         return TxStatus.OPEN, ["no network totals read after its block to price it yet"]
+    short = _short_record(state, look)
+    if short is not None and look.record_reads < policy.accuse_after:
+        return TxStatus.OPEN, [short, f"on {look.record_reads} read(s) after its block: read again"]
     return TxStatus.COUNTS, []
+
+
+def _short_record(state: WatchState, look: TxLook) -> str | None:
+    """Why the delegator's record, as last read, holds less than this order's txs from that
+    delegator delegated; None when it does not (or was not read, or the rental has ended)."""
+    record = look.record
+    if record is None or (state.order is not None and state.order.confirm_status in _RECLAIMED):
+        return None
+    delegated = _delegated_by(state, look.tx.owner)
+    if record.energy_sun >= delegated:
+        return None
+    return (
+        f"the delegator's record to the target holds {record.energy_sun} sun, less than the "
+        f"{delegated} its txs delegated"
+    )
+
+
+def _delegated_by(state: WatchState, delegator: str | None) -> int:
+    """Sun delegated to the target by ``delegator`` in the txs credited to this order."""
+    return sum(
+        look.tx.balance_sun
+        for look in state.txs.values()
+        if look.settled and look.owner == state.key and look.tx.owner == delegator
+    )
 
 
 def _problems(state: WatchState, look: TxLook) -> list[str]:

@@ -97,7 +97,9 @@ class TxRead:
     ``owner``: the order our ledger credits the tx to (this order's own id, another's, or
     None when it was not claimed: the tx does not count on this read). ``totals``: the
     network totals that price it, read after its block (the target's ``snapshot`` is read
-    only when no such totals were at hand).
+    only when no such totals were at hand). ``record_after_block``: the delegator's record
+    was asked for only once this tx had been read in a block, so it can show the tx (a
+    record read beside the tx may have been served before its block).
     """
 
     tx: DelegationTx
@@ -108,6 +110,7 @@ class TxRead:
     owner: str | None = None
     reread: bool = True  # False: the tx was not read again, only its record and price
     totals: EnergyTotals | None = None
+    record_after_block: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ It returns notes; it never writes them. Rules on top of the table:
 - a named tx still pending holds a partial or empty finding until the grace or the deadline;
 - a named tx that does not count, next to ones that do, makes the order UNDER_DELIVERED at
   best: its finding says why;
-- a claim settles against an empty chain only on ``accuse_after`` consistent reads.
+- a claim settles against an empty chain only on ``accuse_after`` consistent reads;
+- a delegator's record holding less than its txs delegated caps them only on ``accuse_after``
+  agreeing reads after their block (``attribution``); until then the txs are open.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from energy_async.energy import delivery_tolerance
-from energy_async.models import Verdict
+from energy_async.models import Basis, Verdict
 from energy_async.verdict import ChainFinding, ProviderFinding, decide, provider_finding
 from energy_async.watch.attribution import Attribution, TxStatus
 from energy_async.watch.policy import PollPolicy
@@ -77,11 +79,18 @@ def judge(
     )
     verdict = decide(provider, chain, final=final, grace_over=grace_over)
     notes: list[str] = []
-    if verdict is Verdict.PROVIDER_MISMATCH:
+    capped = attribution.basis is Basis.RECORD_CAPPED
+    if verdict is Verdict.PROVIDER_MISMATCH and not capped:
         reads = [f.consistent_reads for f in attribution.findings if not f.counted]
         notes.append(
             f"the accusation rests on {min(reads, default=0)} consistent read(s) of each "
             "named tx that does not count"
+        )
+    if capped and verdict is not None:
+        reads = [look.record_reads for look in state.txs.values() if look.owner == state.key]
+        notes.append(
+            f"the cap rests on {min(reads, default=0)} agreeing read(s) of the delegator's "
+            "record, each after the delegation's block"
         )
     if verdict is Verdict.UNKNOWN and state.unsettled:
         notes.append(

@@ -45,6 +45,9 @@ class TxLook(msgspec.Struct, frozen=True, kw_only=True):
     totals: EnergyTotals | None = None
     owner: str | None = None
     consistent: int = 1  # reads in a row with the same facts (0 after a half-found read)
+    # Reads of ``record`` in a row, each asked for after the tx was read in a block, that
+    # agree on its sun (0: the record was read beside the tx, perhaps before its block).
+    record_reads: int = 0
 
     @property
     def settled(self) -> bool:
@@ -193,18 +196,23 @@ class WatchState(msgspec.Struct, frozen=True, kw_only=True):
         tx = event.tx
         previous = self.txs.get(tx.txid)
         consistent = 0 if tx.half_found else 1
+        snapshot, totals = event.snapshot, event.totals
         if previous is not None:
             if not event.reread:
                 consistent = previous.consistent
+                if snapshot is None and totals is None:  # a refresh of the record only
+                    snapshot, totals = previous.snapshot, previous.totals
             elif consistent and _facts(previous.tx) == _facts(tx):
                 consistent = previous.consistent + 1
+        record, record_reads = _record_reads(previous, event)
         look = TxLook(
             tx=tx,
-            record=event.record,
-            snapshot=event.snapshot,
-            totals=event.totals,
+            record=record,
+            snapshot=snapshot,
+            totals=totals,
             owner=event.owner,
             consistent=consistent,
+            record_reads=record_reads,
         )
         txs = dict(self.txs)
         txs[tx.txid] = look
@@ -219,6 +227,24 @@ class WatchState(msgspec.Struct, frozen=True, kw_only=True):
             chain_answered=True,
             included_at=included,
         )
+
+
+def _record_reads(previous: TxLook | None, event: TxRead) -> tuple[DelegatedResource | None, int]:
+    """The record to keep and how many reads after the block agree on it. A look that read
+    no record keeps the last one."""
+    record = event.record
+    if record is None:
+        return (previous.record, previous.record_reads) if previous is not None else (None, 0)
+    if not event.record_after_block:
+        return record, 0
+    if (
+        previous is not None
+        and previous.record is not None
+        and previous.record_reads
+        and previous.record.energy_sun == record.energy_sun
+    ):
+        return record, previous.record_reads + 1
+    return record, 1
 
 
 def _add(notes: tuple[str, ...], note: str) -> tuple[str, ...]:

@@ -162,9 +162,11 @@ class ProviderWitness:
                 await self.poll(referee)
             if referee.fatal is not None:
                 return
-            if referee.state.named:
-                # The chain is the witness now: a delivery needs nothing more from the
-                # provider, so ask it only at the slowest pace (for a failure it may report).
+            if referee.state.included_at is not None:
+                # The chain shows a named tx in a block: it is the witness now, and a delivery
+                # needs nothing more from the provider, so ask it only at the slowest pace (for
+                # a failure it may report). While no named tx is in a block, the provider's
+                # claim still matters (a confirmation starts the grace), so keep the pace.
                 interval = self.policy.max_interval
             await anyio.sleep(interval)
             interval = min(interval * self.policy.backoff, self.policy.max_interval)
@@ -334,6 +336,8 @@ class ChainWitness:
         delegator and, when no totals were learned since the tx was named, the target's
         snapshot: when the guess is right (a provider delegates from its pool), the whole
         look is one round trip. A wrong guess costs the record read after, as without it.
+        A guessed record that holds less than the txs delegated may have been served before
+        their block: it is read again after them, in the same look, before it can cap them.
         """
         state = referee.state
         wanted = [
@@ -361,14 +365,19 @@ class ChainWitness:
         delegators = sorted({tx.owner for tx in counted if tx.owner})
         if delegators:
             self.delegators.last = delegators[0]
+        for owner, record in list(records.items()):
+            if record.energy_sun < sum(tx.balance_sun for tx in counted if tx.owner == owner):
+                del records[owner]  # perhaps served before the block: read it after
         totals = None if snapshot is not None else self._totals_after(counted)
         missing = [owner for owner in delegators if owner not in records]
         priced = snapshot is not None or totals is not None
+        fresh: set[str] = set()  # delegators whose record was asked for after the block
         if delegators and (missing or not priced) and not referee.budget_spent():
             more, later = await self._records_and_snapshot(
                 state.target, missing, with_snapshot=not priced
             )
             records.update(more)
+            fresh.update(more)
             snapshot = snapshot or later
         now, at = anyio.current_time(), time.time()
         for txid in state.named:
@@ -376,9 +385,9 @@ class ChainWitness:
             reread = tx is not None
             if tx is None:
                 # Not read again (it counts already): refresh its record and price only.
-                if snapshot is None or owners.get(txid) != state.key:
-                    continue
                 tx = state.txs[txid].tx
+                if owners.get(txid) != state.key or (snapshot is None and tx.owner not in fresh):
+                    continue
             referee.observe(
                 TxRead(
                     tx,
@@ -389,6 +398,7 @@ class ChainWitness:
                     owner=owners[txid],
                     reread=reread,
                     totals=totals if snapshot is None else None,
+                    record_after_block=tx.owner in fresh,
                 )
             )
 

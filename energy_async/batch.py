@@ -39,6 +39,7 @@ from energy_async.models import DeliveryResult, Evidence, Order, OrderRequest, V
 if TYPE_CHECKING:
     from energy_async.coordinator import Coordinator
     from energy_async.journal import Journal
+    from energy_async.ledger import Window
 
 __all__ = ["BatchRun", "Outcome", "Skipped", "SpendGuard", "run_batch", "run_resume"]
 
@@ -518,6 +519,9 @@ class _JournalHooks:
         self, client_order_id: str, target: str, tx_ids: Sequence[str]
     ) -> dict[str, str]:
         return await self.journal.claim_credits(client_order_id, target, tx_ids)
+
+    async def windows_touching(self, targets: Sequence[str]) -> dict[str, list[Window]]:
+        return await self.journal.windows_touching(targets)
 
 
 async def _note_sent_before(

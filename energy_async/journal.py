@@ -48,7 +48,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 import msgspec
@@ -64,6 +64,9 @@ from energy_async.journal_contract import (
     unknown_intent,
 )
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
+
+if TYPE_CHECKING:
+    from energy_async.ledger import Window
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "EntryState", "Journal", "JournalEntry"]
 
@@ -321,6 +324,10 @@ class Journal(AsyncResource):
         exclusivity here. The method keeps the contract the PostgreSQL journal shares.
         """
         return {}
+
+    async def windows_touching(self, targets: Sequence[str]) -> dict[str, list[Window]]:
+        """No other process holds orders of this journal (its lock is exclusive): none."""
+        return {target: [] for target in targets}
 
     async def run_id(self, proposed: str | None = None) -> str | None:
         """The batch run id recorded in this journal; records ``proposed`` if there is none.

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from energy_async.journal import EntryState, JournalEntry
+    from energy_async.ledger import Window
 
 __all__ = [
     "JournalBackend",
@@ -163,6 +164,11 @@ class JournalBackend(Protocol):
         self, client_order_id: str, target: str, tx_ids: Sequence[str]
     ) -> dict[str, str]:
         """Credit delegation txs to an order; returns those another order holds, with it."""
+        ...
+
+    async def windows_touching(self, targets: Sequence[str]) -> dict[str, list[Window]]:
+        """Orders of this journal to ``targets`` held by other processes that may touch them
+        (for the EnergyLimit delta rule); empty where one process holds the journal."""
         ...
 
     async def run_id(self, proposed: str | None = None) -> str | None: ...

@@ -227,3 +227,54 @@ def _rejected(request: OrderRequest) -> DeliveryResult:
         order=None,
         evidence=Evidence(),
     )
+
+
+async def test_the_delta_stays_silent_for_another_workers_order_claimed_after_ours(
+    pg_dsn: str,
+) -> None:
+    """Another worker claims and sends an order to our address *after* our claim: our ledger
+    did not learn it at the claim, so the chain witness asks the journal again just before
+    the EnergyLimit delta could speak, and the delta proves nothing for either order."""
+    from energy_async.sandbox import Fault
+
+    async with stage() as st:
+        target = st.sandbox.new_target()
+        mine, theirs = (st.catfee.session.prepare(target=target, energy=ENERGY) for _ in range(2))
+        # Every answer to our create is lost: the provider never names a tx, so only the
+        # delta could speak for our order (it is charged and delegated all the same).
+        st.sandbox.catfee.control.faults.inject(Fault.LOST_RESPONSE, times=10_000)
+        coordinator = Coordinator(
+            st.catfee.session, st.catfee.verifier, poll=st.catfee.poll, ledger=OrderLedger()
+        )
+        results: list[DeliveryResult] = []
+        async with (
+            await PgJournal.open(pg_dsn) as other,
+            await PgJournal.open(pg_dsn) as journal,
+        ):
+
+            async def the_other_worker() -> None:
+                while st.sandbox.catfee.control.count("create") == 0:  # noqa: ASYNC110
+                    await anyio.sleep(0.002)
+                await other.record_intents("catfee", [theirs])
+                (held,) = (await other.claim("catfee", 1, lease=30)).entries
+                assert held.client_order_id == theirs.client_order_id
+                await other.mark_sent(theirs.client_order_id)
+                await produce_blocks(st)  # blocks only now: our delegation lands after this
+
+            await journal.record_intents("catfee", [mine])
+            async with anyio.create_task_group() as group:
+                group.start_soon(the_other_worker)
+                async with run_worker(coordinator, journal, concurrency=1, deadline=1.5) as run:
+                    async for result in run:
+                        results.append(result)
+                        await other.record_result(theirs.client_order_id, _rejected(theirs))
+                group.cancel_scope.cancel()
+    (result,) = results
+    assert result.client_order_id == mine.client_order_id
+    assert st.sandbox.catfee.charges(mine.client_order_id) == 1  # charged, never answered
+    assert result.evidence.energy_delta is not None and result.evidence.energy_delta > 0
+    assert result.verdict is not Verdict.DELIVERED  # the delta is nobody's proof here
+    assert any(
+        "nobody's proof" in note and theirs.client_order_id in note
+        for note in result.evidence.notes
+    ), result.evidence.notes

@@ -50,7 +50,7 @@ from energy_async.watch.events import (
 
 if TYPE_CHECKING:
     from energy_async._http import CallMeter
-    from energy_async.ledger import OrderLedger
+    from energy_async.ledger import OrderLedger, Window
     from energy_async.session import ProviderSession
     from energy_async.verifier import Verifier
     from energy_async.watch.policy import PollPolicy
@@ -65,6 +65,7 @@ __all__ = [
     "Phase",
     "PhaseHook",
     "ProviderWitness",
+    "SharedWindows",
 ]
 
 # Words a provider's refusal uses when the client_order_id is taken: the order exists.
@@ -115,6 +116,21 @@ class CreditClaims(Protocol):
     ) -> Mapping[str, str]:
         """Credit ``tx_ids`` to the order unless another order holds them; returns the txs
         another order already holds, each with that order's ``client_order_id``."""
+        ...
+
+
+@runtime_checkable
+class SharedWindows(Protocol):
+    """Optional, beside :class:`OrderHooks`: other processes' orders to the same address.
+
+    Hooks that also define ``windows_touching`` are asked, just before the EnergyLimit delta
+    could speak for an order (no tx named, the limit rose), which orders held elsewhere may
+    touch its target; the ledger learns them, so the delta never speaks for an order while
+    another worker's order to the same address, claimed since, may explain it.
+    """
+
+    async def windows_touching(self, targets: Sequence[str]) -> Mapping[str, Sequence[Window]]:
+        """The windows of orders held by other processes to each of ``targets``."""
         ...
 
 
@@ -279,6 +295,7 @@ class ChainWitness:
         self.ledger = ledger
         self.delegators = delegators if delegators is not None else Delegators()
         self.credits = hooks if isinstance(hooks, CreditClaims) else None
+        self.windows = hooks if isinstance(hooks, SharedWindows) else None
         self.journaled: set[str] = set()  # txs the shared journal credits to this order
         self.named = anyio.Event()  # set by the referee when the provider names a tx
         self.named_clock = 0.0  # time.monotonic() when it last did
@@ -324,7 +341,17 @@ class ChainWitness:
             referee.observe(ChainFailed(kinds, anyio.current_time()))
 
     async def snapshot(self, referee: Observer) -> None:
-        snapshot = await self.verifier.snapshot(referee.state.target, meter=self.meter)
+        state = referee.state
+        snapshot = await self.verifier.snapshot(state.target, meter=self.meter)
+        before = state.before
+        rose = before is not None and snapshot.energy_limit > before.energy_limit
+        if rose and not state.named and self.windows is not None:
+            # The delta may speak: first learn who else (another worker) may explain it.
+            try:
+                found = await self.windows.windows_touching([state.target])
+            except JournalError:
+                return  # unknown: the delta stays silent this look; the next one asks again
+            self.ledger.learn(state.target, list(found.get(state.target, ())))
         referee.observe(SnapshotRead(snapshot, anyio.current_time()))
 
     async def read_txs(self, referee: Observer) -> None:

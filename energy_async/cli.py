@@ -568,7 +568,11 @@ async def _buy_auto(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as group:
             group.start_soon(_heartbeat, args.deadline)
             result = await client.buy(
-                target=args.to, energy=args.energy, duration=args.duration, deadline=args.deadline
+                target=args.to,
+                energy=args.energy,
+                duration=args.duration,
+                deadline=args.deadline,
+                hooks=_PhaseLines(),
             )
             group.cancel_scope.cancel()
     for step in result.evidence.route:

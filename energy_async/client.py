@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from energy_async._http import RetryPolicy
-from energy_async.coordinator import Coordinator, PollPolicy
+from energy_async.coordinator import Coordinator, OrderHooks, PollPolicy
 from energy_async.errors import ConfigurationError
 from energy_async.models import DeliveryResult
 from energy_async.providers import PROVIDERS, Provider
@@ -136,14 +136,17 @@ class Client:
         duration: str = "1h",
         provider: str = "auto",
         deadline: float = 120.0,
+        hooks: OrderHooks | None = None,
     ) -> DeliveryResult:
-        """Buy and verify; ``provider="auto"`` takes the cheapest provider that can serve it."""
+        """Buy and verify; ``provider="auto"`` takes the cheapest provider that can serve it.
+
+        ``hooks`` hear the order as it goes (``Coordinator.buy``)."""
         if provider == "auto":
             return await self.router.buy(
-                target=target, energy=energy, duration=duration, deadline=deadline
+                target=target, energy=energy, duration=duration, deadline=deadline, hooks=hooks
             )
         return await self._coordinator(provider).buy(
-            target=target, energy=energy, duration=duration, deadline=deadline
+            target=target, energy=energy, duration=duration, deadline=deadline, hooks=hooks
         )
 
     async def ready(

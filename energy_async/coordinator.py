@@ -73,12 +73,14 @@ class Coordinator:
         duration: str = "1h",
         client_order_id: str | None = None,
         deadline: float = 120.0,
+        hooks: OrderHooks | None = None,
     ) -> DeliveryResult:
         """Buy one order and return its verdict with the evidence.
 
         Bad input raises an :class:`InputError` before anything is sent. A failure to read
         the target before ordering raises too (nothing is bought that could not be verified).
         Everything after the order is sent ends in a ``DeliveryResult``, never an exception.
+        ``hooks`` hear the order as it goes (with ``on_phase``, each :class:`Phase`).
         """
         request = self.session.prepare(
             target=target,
@@ -87,7 +89,7 @@ class Coordinator:
             duration=duration,
             client_order_id=client_order_id,
         )
-        return await self.settle(request, deadline=deadline)
+        return await self.settle(request, deadline=deadline, hooks=hooks)
 
     async def settle(
         self,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from energy_async.coordinator import Coordinator
+from energy_async.coordinator import Coordinator, OrderHooks
 from energy_async.errors import ConfigurationError, EnergyError, InputError, NothingBought
 from energy_async.models import DeliveryResult, Quote, Verdict
 
@@ -94,8 +94,11 @@ class Router:
         energy: int,
         duration: str = "1h",
         deadline: float = 120.0,
+        hooks: OrderHooks | None = None,
     ) -> DeliveryResult:
-        """Buy from the cheapest provider able to serve the order; see the module docstring."""
+        """Buy from the cheapest provider able to serve the order; see the module docstring.
+
+        ``hooks`` hear each order tried, as ``Coordinator.buy`` describes."""
         board = await self.quotes(energy=energy, duration=duration)
         route = _route_of(board)
         supported = [
@@ -115,7 +118,7 @@ class Router:
             coordinator = self._coordinators[name]
             try:
                 result = await coordinator.buy(
-                    target=target, energy=energy, duration=duration, deadline=deadline
+                    target=target, energy=energy, duration=duration, deadline=deadline, hooks=hooks
                 )
             except NothingBought as exc:
                 route.append(f"{name}: nothing bought ({exc.message}); next provider")

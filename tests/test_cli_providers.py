@@ -70,6 +70,10 @@ async def test_buy_auto_routes_to_the_cheapest_and_says_so() -> None:
     assert result["verdict"] == "DELIVERED" and result["provider"] == "itrx"
     assert result["evidence"]["route"][-1] == "itrx: chosen, verdict DELIVERED"
     assert "route: itrx: chosen" in err
+    # The phases of the order, one line each, as `buy` with a named provider prints them.
+    order_id = result["order"]["id"]
+    for line in (f"ordered: {order_id}", "tx named: ", "in block: ", "verified: DELIVERED"):
+        assert line in err, err
     orders = {name: len(sim.orders) for name, sim in sandbox.providers.items()}
     assert orders == {"catfee": 0, "mefree": 0, "tenergy": 0, "itrx": 1, "tronsave": 0}
 

@@ -129,9 +129,9 @@ async def run_under_faults(
     books = audit(sandbox, sim, settled, verdicts, named, by_receiver=no_client_id)
     assert books.duplicate_charges == {}
     assert books.foreign_charges == []  # nothing charged beyond the settled rows
-    assert books.unsettled == []
-    assert books.false_delivered == []
-    assert books.wrong_verdicts == []
+    assert books.unsettled == [], explain(results, books.unsettled)
+    assert books.false_delivered == [], explain(results, books.false_delivered)
+    assert books.wrong_verdicts == [], explain(results, [cid for cid, *_ in books.wrong_verdicts])
     # The staging shows in the mix: every never-landing broadcast, and only those, is
     # NOT_DELIVERED; the rest of what was charged is DELIVERED.
     assert books.verdicts[Verdict.NOT_DELIVERED] == books.never_lands > 0.02 * orders
@@ -174,3 +174,11 @@ async def test_a_deadline_cutting_the_look_at_the_named_tx_does_not_accuse_the_p
     # The chain could not be read about the tx in time: unknown, never an accusation.
     assert result.verdict is Verdict.UNKNOWN
     assert result.error is not None and result.client_order_id in result.error
+
+
+def explain(results: dict[str, DeliveryResult], cids: list[str]) -> str:
+    """The evidence of the first few orders a check names, for the failure message."""
+    from energy_async.report import render_result
+
+    shown = [render_result(results[cid]) for cid in cids[:3] if cid in results]
+    return f"{len(cids)} order(s); the first:\n" + "\n\n".join(shown)

@@ -13,9 +13,9 @@ from functools import partial
 import anyio
 import pytest
 
-from energy_async import DeliveryResult, Verdict
+from energy_async import DeliveryResult, PollPolicy, Verdict
 from energy_async.energy import delivery_tolerance
-from energy_async.models import Basis
+from energy_async.models import Basis, Order
 from energy_async.sandbox import Delivery, Fault
 from energy_async.watch.policy import NODE_CLOCK_MARGIN_MS
 from tests.coordination import TICK, Stage, stage, tick_after_create
@@ -143,6 +143,50 @@ async def test_pending_provider_with_part_on_chain_is_under_delivered_at_the_dea
             deadline=1.0,
         )
     assert result.verdict is Verdict.UNDER_DELIVERED
+    assert "settled at the deadline" in result.evidence.notes
+
+
+class _SeenOrders:
+    """Hooks that keep every order the provider answered with, as the client saw it."""
+
+    def __init__(self) -> None:
+        self.orders: list[Order] = []
+
+    async def on_sending(self, client_order_id: str) -> None:
+        return None
+
+    async def on_order(self, client_order_id: str, order: Order) -> None:
+        self.orders.append(order)
+
+
+async def test_a_claim_made_after_the_provider_named_its_tx_is_heard_at_the_deadline() -> None:
+    # The provider names a made-up tx, still unconfirmed, and is asked at its slowest pace from
+    # then on (longer than the deadline here); it claims the tx confirmed a block later. The
+    # chain never shows the tx: at the deadline the provider is asked once more, so its false
+    # claim is judged (PROVIDER_MISMATCH), never a stale "unconfirmed" (NOT_DELIVERED).
+    slow = PollPolicy(initial_interval=0.01, max_interval=30.0, confirm_grace=60.0)
+    async with stage(slow) as st:
+        target = st.sandbox.new_target()
+        sim, chain = st.sandbox.catfee, st.sandbox.chain
+        sim.delivery.for_target(target, Delivery.CLAIM_WITHOUT_DELEGATING)
+        seen = _SeenOrders()
+
+        async def blocks() -> None:
+            while not sim.orders:  # noqa: ASYNC110 (no event for "the create was processed")
+                await anyio.sleep(0.002)
+            chain.advance_blocks(1)  # the provider now names its tx, unconfirmed
+            while not any(order.delegate_hashes for order in seen.orders):  # noqa: ASYNC110
+                await anyio.sleep(0.002)
+            chain.advance_blocks(2)  # ... and from now on says it is confirmed
+
+        request = st.catfee.session.prepare(target=target, energy=ENERGY)
+        async with anyio.create_task_group() as group:
+            group.start_soon(blocks)
+            result = await st.catfee.settle(request, deadline=1.0, hooks=seen)
+    named = [order for order in seen.orders if order.delegate_hashes]
+    assert named and named[0].confirm_status == "UNCONFIRMED"
+    assert result.verdict is Verdict.PROVIDER_MISMATCH, result.evidence.notes
+    assert result.order is not None and result.order.confirm_status == "DELEGATION_CONFIRMED"
     assert "settled at the deadline" in result.evidence.notes
 
 

@@ -206,6 +206,12 @@ class Referee:
                 # by, so take one last, briefly bounded look at it.
                 with anyio.move_on_after(_LAST_LOOK), suppress(EnergyError):
                     await self.chain.snapshot(self)
+            elif state.named and state.included_at is None and not self.provider.done(state):
+                # The chain never showed a named tx, and the provider, asked at its slowest
+                # pace since it named one, may have claimed it since: that claim decides
+                # between NOT_DELIVERED and PROVIDER_MISMATCH, so ask once more, briefly.
+                with anyio.move_on_after(_LAST_LOOK):
+                    await self.provider.poll(self)
             self._judge(final=True)
             self.notes.append("settled at the deadline")
         elif self.budget_spent():

@@ -178,11 +178,10 @@ class ProviderWitness:
                 await self.poll(referee)
             if referee.fatal is not None:
                 return
-            if referee.state.included_at is not None:
-                # The chain shows a named tx in a block: it is the witness now, and a delivery
-                # needs nothing more from the provider, so ask it only at the slowest pace (for
-                # a failure it may report). While no named tx is in a block, the provider's
-                # claim still matters (a confirmation starts the grace), so keep the pace.
+            if referee.state.named:
+                # The chain is the witness now: a delivery needs nothing more from the
+                # provider, so ask it only at the slowest pace (for a failure it may report;
+                # at the deadline the referee asks once more if the chain never showed a tx).
                 interval = self.policy.max_interval
             await anyio.sleep(interval)
             interval = min(interval * self.policy.backoff, self.policy.max_interval)

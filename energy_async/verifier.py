@@ -250,10 +250,17 @@ class Verifier(AsyncResource):
         self._closed = False
         self._calls = 0
         self.totals = totals if totals is not None else TotalsWindow()
+        self._totals_read: anyio.Event | None = None  # a read `priced_after` may share
+        self._snapshots_in_flight = 0
 
     def __repr__(self) -> str:
         key = "set" if self._has_key else "none"
         return f"Verifier(base_url={self.base_url!r}, api_key=<{key}>)"
+
+    @property
+    def snapshots_in_flight(self) -> int:
+        """``getaccountresource`` reads under way: each will teach ``totals`` when answered."""
+        return self._snapshots_in_flight
 
     @property
     def calls(self) -> int:
@@ -283,9 +290,13 @@ class Verifier(AsyncResource):
         """
         address = validate_address(address)
         path = "/wallet/getaccountresource"
-        reply, content, date = await self._post(
-            path, {"address": address, "visible": True}, _ACCOUNT_RESOURCE, meter
-        )
+        self._snapshots_in_flight += 1
+        try:
+            reply, content, date = await self._post(
+                path, {"address": address, "visible": True}, _ACCOUNT_RESOURCE, meter
+            )
+        finally:
+            self._snapshots_in_flight -= 1
         snapshot = _snapshot_from(address, reply, content, path, _node_time_ms(date))
         if snapshot.exists and snapshot.node_time_ms is not None:
             self.totals.learn(
@@ -296,6 +307,36 @@ class Verifier(AsyncResource):
                 )
             )
         return snapshot
+
+    async def priced_after(
+        self, block_time_ms: int, address: str, *, meter: _http.CallMeter | None = None
+    ) -> tuple[EnergyTotals | None, ResourceSnapshot | None]:
+        """Network totals read after a block stamped ``block_time_ms``, one read shared by
+        every order that asks while it is in flight.
+
+        Known totals that qualify cost nothing. Otherwise a read already in flight is awaited
+        (its totals qualify when the node's clock had passed the block), and only then is
+        ``address`` read here: that snapshot is returned too, and every order asking
+        meanwhile shares its totals. (None, snapshot): the node's clock was still behind the
+        block, so only the snapshot, read after the tx was seen in it, can price.
+        """
+        known = self.totals.since(block_time_ms)
+        if known is not None:
+            return known, None
+        pending = self._totals_read
+        if pending is not None:
+            await pending.wait()
+            known = self.totals.since(block_time_ms)
+            if known is not None:
+                return known, None
+        done = self._totals_read = anyio.Event()
+        try:
+            snapshot = await self.snapshot(address, meter=meter)
+        finally:
+            if self._totals_read is done:
+                self._totals_read = None
+            done.set()
+        return self.totals.since(block_time_ms), snapshot
 
     async def head(self, *, meter: _http.CallMeter | None = None) -> ChainHead:
         """The node's head block (number and timestamp): what "after the order" is measured by.

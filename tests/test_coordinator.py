@@ -432,6 +432,45 @@ async def test_a_delivered_order_reads_no_head_and_guesses_its_delegator_next_ti
     assert st.catfee.delegators.last == second.evidence.delegation.owner  # type: ignore[union-attr]
 
 
+async def test_an_order_shares_the_network_totals_another_order_is_reading() -> None:
+    # Another order's read of the totals is under way (slowed down here) when this order's
+    # tx is named: the first look reads no snapshot of its own, and the tx is priced by the
+    # totals that read brings back, read after the tx's block. Four calls, not five.
+    async with stage() as st:
+        await buy(st, st.sandbox.new_target())  # the delegator is known: one round trip
+        grid, verifier = st.sandbox.trongrid, st.catfee.verifier
+        stranger = st.sandbox.new_target()
+        start_other = anyio.Event()
+
+        async def another_order() -> None:
+            await start_other.wait()
+            far = st.sandbox.chain.block_timestamp_ms(st.sandbox.chain.head() + 10_000)
+            await verifier.priced_after(far, stranger)
+
+        async def blocks_once_ordered() -> None:
+            while st.sandbox.catfee.control.count("create") < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.002)
+            # This order is placed: the other order's read starts now, and is slow.
+            grid.faults.inject(Fault.LATENCY, endpoint="getaccountresource", delay=0.5)
+            start_other.set()
+            while True:
+                await anyio.sleep(TICK)
+                st.sandbox.chain.advance_blocks(1)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(another_order)
+            group.start_soon(blocks_once_ordered)
+            result = await st.catfee.buy(
+                target=st.sandbox.new_target(), energy=ENERGY, duration="1h", deadline=3.0
+            )
+            group.cancel_scope.cancel()
+    assert result.verdict is Verdict.DELIVERED
+    assert grid.faults.pending() == 0  # the other read was the slow one
+    assert result.evidence.trongrid_calls == 4  # before ordering; info, body; the record
+    assert result.evidence.energy_after is None  # no snapshot of its own after the block
+    assert result.evidence.total_energy_weight == st.sandbox.chain.total_energy_weight
+
+
 async def test_a_wrong_delegator_guess_costs_one_read_and_decides_nothing() -> None:
     async with stage() as st:
         stranger = st.sandbox.chain.new_account(energy_stake_sun=100_000 * 10**6)

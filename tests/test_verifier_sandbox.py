@@ -235,3 +235,41 @@ async def test_many_concurrent_snapshots_share_one_session(grid: Grid) -> None:
             group.start_soon(look, address)
     assert results == [True] * 100 and meter.calls == 100
     assert grid.control.count("getaccountresource") == 100
+
+
+async def test_orders_asking_for_totals_after_one_block_share_one_read(grid: Grid) -> None:
+    block_ms = grid.chain.block_timestamp_ms(grid.chain.head())  # the latest block, sealed
+    targets = [grid.sandbox.new_target() for _ in range(8)]
+    answers: list[tuple[object, object]] = []
+    meters = [CallMeter() for _ in targets]
+    async with grid.verifier() as verifier:
+
+        async def price(target: str, meter: CallMeter) -> None:
+            answers.append(await verifier.priced_after(block_ms, target, meter=meter))
+
+        async with anyio.create_task_group() as group:
+            for target, meter in zip(targets, meters, strict=True):
+                group.start_soon(price, target, meter)
+        # One more order, once the totals are known: no read at all.
+        later = CallMeter()
+        known, snapshot = await verifier.priced_after(block_ms, targets[0], meter=later)
+    assert grid.control.count("getaccountresource") == 1  # one read for all eight
+    assert sorted(meter.calls for meter in meters) == [0] * 7 + [1]  # counted to its reader
+    assert all(totals is not None for totals, _ in answers)
+    assert sum(snap is not None for _, snap in answers) == 1  # the reader's own snapshot
+    assert known is not None and snapshot is None and later.calls == 0
+    assert known.node_time_ms >= block_ms
+    assert known.total_energy_weight == grid.chain.total_energy_weight
+
+
+async def test_totals_read_before_a_block_do_not_price_it(grid: Grid) -> None:
+    target = grid.sandbox.new_target()
+    async with grid.verifier() as verifier:
+        await verifier.snapshot(target)  # totals learnt now...
+        grid.chain.advance_blocks(2)  # ...then a block is sealed after them
+        block_ms = grid.chain.block_timestamp_ms(grid.chain.head())
+        assert verifier.totals.since(block_ms) is None
+        meter = CallMeter()
+        totals, snapshot = await verifier.priced_after(block_ms, target, meter=meter)
+    assert meter.calls == 1 and snapshot is not None  # read again, after the block
+    assert totals is not None and totals.node_time_ms >= block_ms

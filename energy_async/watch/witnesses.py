@@ -374,7 +374,13 @@ class ChainWitness:
         ]
         first = any(txid not in state.txs for txid in wanted)
         guess = self.delegators.last if first else None
-        early = first and self.verifier.totals.learned_clock() < self.named_clock
+        # The target's snapshot beside the tx saves a round trip when nothing else will
+        # price it; a read under way for another order will (shared totals), most likely.
+        early = (
+            first
+            and self.verifier.totals.learned_clock() < self.named_clock
+            and not self.verifier.snapshots_in_flight
+        )
         looked, records, snapshot = await self._first_round(
             referee, wanted, guess=guess, snapshot=early
         )
@@ -394,17 +400,21 @@ class ChainWitness:
         for owner, record in list(records.items()):
             if record.energy_sun < sum(tx.balance_sun for tx in counted if tx.owner == owner):
                 del records[owner]  # perhaps served before the block: read it after
-        totals = None if snapshot is not None else self._totals_after(counted)
+        block_ms = _latest_block_ms(counted)
+        totals = None
+        if snapshot is None and block_ms is not None:
+            totals = self.verifier.totals.since(block_ms)
         missing = [owner for owner in delegators if owner not in records]
         priced = snapshot is not None or totals is not None
         fresh: set[str] = set()  # delegators whose record was asked for after the block
         if delegators and (missing or not priced) and not referee.budget_spent():
-            more, later = await self._records_and_snapshot(
-                state.target, missing, with_snapshot=not priced
+            more, later, shared = await self._records_and_price(
+                state.target, missing, price=not priced, block_ms=block_ms
             )
             records.update(more)
             fresh.update(more)
             snapshot = snapshot or later
+            totals = totals or shared
         now, at = anyio.current_time(), time.time()
         for txid in state.named:
             tx = looked.get(txid)
@@ -467,13 +477,6 @@ class ChainWitness:
                 group.start_soon(take_snapshot)
         return looked, records, taken
 
-    def _totals_after(self, counted: list[DelegationTx]) -> EnergyTotals | None:
-        """Network totals read after every counted tx's block (none: read the target's)."""
-        times = [tx.block_time_ms for tx in counted]
-        if not times or any(ms is None for ms in times):
-            return None
-        return self.verifier.totals.since(max(ms for ms in times if ms is not None))
-
     def _claim(self, state: WatchState, tx: DelegationTx) -> str | None:
         """Credit a tx that delivers to the target to this order, unless another has it."""
         delivers = (
@@ -517,25 +520,42 @@ class ChainWitness:
                 owners[txid] = holder
         return True
 
-    async def _records_and_snapshot(
-        self, target: str, delegators: list[str], *, with_snapshot: bool
-    ) -> tuple[dict[str, DelegatedResource], ResourceSnapshot | None]:
+    async def _records_and_price(
+        self, target: str, delegators: list[str], *, price: bool, block_ms: int | None
+    ) -> tuple[dict[str, DelegatedResource], ResourceSnapshot | None, EnergyTotals | None]:
+        """The delegators' records and, when asked, the price: totals read after ``block_ms``
+        (one read shared with the orders asking meanwhile) or, without a block time, the
+        target's snapshot."""
         records: dict[str, DelegatedResource] = {}
         snapshot: ResourceSnapshot | None = None
+        totals: EnergyTotals | None = None
 
         async def read_record(owner: str) -> None:
             records[owner] = await self.verifier.delegated_resource(owner, target, meter=self.meter)
 
-        async def read_snapshot() -> None:
-            nonlocal snapshot
-            snapshot = await self.verifier.snapshot(target, meter=self.meter)
+        async def read_price() -> None:
+            nonlocal snapshot, totals
+            if block_ms is None:
+                snapshot = await self.verifier.snapshot(target, meter=self.meter)
+            else:
+                totals, snapshot = await self.verifier.priced_after(
+                    block_ms, target, meter=self.meter
+                )
 
-        if len(delegators) == 1 and not with_snapshot:
+        if len(delegators) == 1 and not price:
             await read_record(delegators[0])  # no task group for the usual single record
-            return records, snapshot
+            return records, snapshot, totals
         async with anyio.create_task_group() as group:
             for owner in delegators:
                 group.start_soon(read_record, owner)
-            if with_snapshot:
-                group.start_soon(read_snapshot)
-        return records, snapshot
+            if price:
+                group.start_soon(read_price)
+        return records, snapshot, totals
+
+
+def _latest_block_ms(counted: list[DelegationTx]) -> int | None:
+    """The newest block time of the counted txs (None: some block time is unknown)."""
+    times = [tx.block_time_ms for tx in counted]
+    if not times or any(ms is None for ms in times):
+        return None
+    return max(ms for ms in times if ms is not None)

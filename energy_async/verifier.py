@@ -203,6 +203,11 @@ def _default_rate(base_url: str, has_key: bool) -> float:
     return _http.default_rate(base_url, RATE_WITH_KEY if has_key else RATE_WITHOUT_KEY)
 
 
+# How long an order waits for another order's totals read before making its own: about a few
+# TronGrid round trips; a read that takes longer (throttled, retried) is not worth sharing.
+_SHARED_READ_WAIT = 1.0
+
+
 class Verifier(AsyncResource):
     """A TronGrid client for delivery checks; use it as ``async with Verifier() as verifier``.
 
@@ -325,7 +330,8 @@ class Verifier(AsyncResource):
             return known, None
         pending = self._totals_read
         if pending is not None:
-            await pending.wait()
+            with anyio.move_on_after(_SHARED_READ_WAIT):  # a stuck read is not waited out
+                await pending.wait()
             known = self.totals.since(block_time_ms)
             if known is not None:
                 return known, None

@@ -273,3 +273,26 @@ async def test_totals_read_before_a_block_do_not_price_it(grid: Grid) -> None:
         totals, snapshot = await verifier.priced_after(block_ms, target, meter=meter)
     assert meter.calls == 1 and snapshot is not None  # read again, after the block
     assert totals is not None and totals.node_time_ms >= block_ms
+
+
+async def test_a_stuck_totals_read_of_another_order_is_not_waited_out(grid: Grid) -> None:
+    block_ms = grid.chain.block_timestamp_ms(grid.chain.head())
+    stuck, mine = grid.sandbox.new_target(), grid.sandbox.new_target()
+    grid.control.faults.inject(Fault.LATENCY, endpoint="getaccountresource", delay=5.0)
+    other_done = anyio.Event()
+    async with grid.verifier(total_timeout=30.0) as verifier:
+
+        async def another_order() -> None:
+            far = grid.chain.block_timestamp_ms(grid.chain.head() + 10_000)
+            await verifier.priced_after(far, stuck)
+            other_done.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(another_order)
+            while grid.control.faults.pending():  # noqa: ASYNC110 (the stuck read has left)
+                await anyio.sleep(0.002)
+            totals, snapshot = await verifier.priced_after(block_ms, mine)
+            still_waiting = not other_done.is_set()
+            group.cancel_scope.cancel()
+    assert still_waiting  # this order read its own totals while the other read hung
+    assert totals is not None and snapshot is not None and snapshot.address == mine

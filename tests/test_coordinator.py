@@ -190,6 +190,21 @@ async def test_a_claim_made_after_the_provider_named_its_tx_is_heard_at_the_dead
     assert "settled at the deadline" in result.evidence.notes
 
 
+@pytest.mark.slow  # > 2 s: the sandbox finishes the slow answer before it stops
+async def test_a_tx_read_cut_off_by_the_deadline_is_read_once_more_before_the_verdict() -> None:
+    # The provider names its tx, but the node is slow to answer the first read of it: the
+    # deadline cuts that read off. One bounded last look reads it again, so the verdict rests
+    # on the chain (DELIVERED), not on a read that never finished (UNKNOWN).
+    async with stage() as st:
+        grid = st.sandbox.trongrid
+        grid.faults.inject(Fault.LATENCY, endpoint="gettransactioninfobyid", delay=2.0)
+        result = await buy(st, st.sandbox.new_target(), deadline=1.0)
+    assert grid.faults.pending() == 0  # the slow read was the first one
+    assert result.verdict is Verdict.DELIVERED, result.evidence.notes
+    assert result.evidence.basis is Basis.TX
+    assert "settled at the deadline" in result.evidence.notes
+
+
 async def test_broadcast_that_never_lands_is_not_delivered_at_the_deadline() -> None:
     async with stage() as st:
         target = st.sandbox.new_target()

@@ -53,6 +53,8 @@ from energy_async.watch.witnesses import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from energy_async.session import ProviderSession
     from energy_async.verifier import Verifier
 
@@ -201,17 +203,7 @@ class Referee:
             return
         state = self.state
         if self.judgement is None:
-            if not state.named and state.chain_answered and not self.budget_spent():
-                # No tx was named: at the deadline the EnergyLimit is all there is to judge
-                # by, so take one last, briefly bounded look at it.
-                with anyio.move_on_after(_LAST_LOOK), suppress(EnergyError):
-                    await self.chain.snapshot(self)
-            elif state.named and state.included_at is None and not self.provider.done(state):
-                # The chain never showed a named tx, and the provider, asked at its slowest
-                # pace since it named one, may have claimed it since: that claim decides
-                # between NOT_DELIVERED and PROVIDER_MISMATCH, so ask once more, briefly.
-                with anyio.move_on_after(_LAST_LOOK):
-                    await self.provider.poll(self)
+            await self._last_looks(state)
             self._judge(final=True)
             self.notes.append("settled at the deadline")
         elif self.budget_spent():
@@ -226,6 +218,36 @@ class Referee:
             with anyio.move_on_after(_LAST_LOOK), suppress(EnergyError):
                 snapshot = await self.verifier.snapshot(state.target, meter=self.chain_meter)
                 self.state = self.state.apply(SnapshotRead(snapshot, anyio.current_time()))
+
+    async def _last_looks(self, state: WatchState) -> None:
+        """At the deadline, one briefly bounded look at what could still change the verdict,
+        side by side: the verdict is then taken on the freshest evidence, never on a read that
+        the deadline cut off.
+
+        - No tx named: the EnergyLimit is all there is to judge by.
+        - A named tx not settled in a block (unread, half-found or pending): the chain once
+          more, and, since the provider is asked only at its slowest pace once it names a tx,
+          the provider too (its claim decides between NOT_DELIVERED and PROVIDER_MISMATCH).
+        """
+        looks: list[Callable[[Referee], Coroutine[None, None, None]]] = []
+        chain_open = not self.budget_spent()
+        if not state.named:
+            if state.chain_answered and chain_open:
+                looks.append(self.chain.snapshot)
+        elif any(txid not in state.txs or not state.txs[txid].settled for txid in state.named):
+            if chain_open:
+                looks.append(self.chain.look)
+            if not self.provider.done(state):
+                looks.append(self.provider.poll)
+        if not looks:
+            return
+        with anyio.move_on_after(_LAST_LOOK):
+            try:
+                async with anyio.create_task_group() as group:
+                    for look in looks:
+                        group.start_soon(look, self)
+            except* EnergyError:
+                pass  # the look failed: the verdict rests on what is known
 
     def _report_phases(self, before: WatchState, after: WatchState) -> None:
         hook = self._phase_hook

@@ -486,6 +486,18 @@ async def test_an_order_shares_the_network_totals_another_order_is_reading() -> 
     assert result.evidence.total_energy_weight == st.sandbox.chain.total_energy_weight
 
 
+async def test_a_slow_create_costs_no_chain_reads_while_it_is_out() -> None:
+    # The create takes a while to be answered (within the grace): the EnergyLimit could not
+    # speak for the order yet, so the chain is not read meanwhile. Same calls as a quick one.
+    async with stage() as st:
+        st.sandbox.catfee.control.faults.inject(Fault.LATENCY, endpoint="create", delay=0.2)
+        result = await buy(st, st.sandbox.new_target())
+    assert st.sandbox.catfee.control.faults.pending() == 0  # the create was the slow one
+    assert result.verdict is Verdict.DELIVERED
+    # Before ordering; then info, body, the record and the snapshot beside them.
+    assert result.evidence.trongrid_calls == 5
+
+
 async def test_a_wrong_delegator_guess_costs_one_read_and_decides_nothing() -> None:
     async with stage() as st:
         stranger = st.sandbox.chain.new_account(energy_stake_sun=100_000 * 10**6)

@@ -321,6 +321,12 @@ class ChainWitness:
             return False
         return state.quiet_clock - state.ordered_clock >= self.policy.confirm_grace
 
+    def unanswered_past_grace(self, state: WatchState) -> bool:
+        """The create has had no answer for the grace since it was sent."""
+        if state.ordered_clock is None:
+            return False
+        return anyio.current_time() - state.ordered_clock >= self.policy.confirm_grace
+
     async def look(self, referee: Observer) -> None:
         """One look at the chain, spending only the calls this phase needs; every tx read in
         it is published with the record and the snapshot of the same look."""
@@ -331,6 +337,8 @@ class ChainWitness:
             if not state.named:
                 if state.order is not None and not self.quiet_past_grace(state):
                     return  # the provider is about to name its tx: nothing to read yet
+                if state.order is None and not self.unanswered_past_grace(state):
+                    return  # the create is still out: the delta could not speak yet
                 # The provider is silent: the EnergyLimit is all there is to watch.
                 await self.snapshot(referee)
                 return

@@ -734,6 +734,22 @@ async def test_a_dead_chain_before_ordering_buys_nothing_within_the_deadline() -
     assert caught.value.service == "trongrid" and caught.value.host == "127.0.0.1"
 
 
+async def test_no_order_is_sent_when_the_read_before_it_left_no_time_to_watch() -> None:
+    # The read before ordering succeeds, but so late that less than one poll interval of the
+    # deadline is left: an order sent now could only end UNKNOWN. Nothing is sent instead.
+    from energy_async import NothingBought
+
+    policy = PollPolicy(initial_interval=0.5, max_interval=1.0, confirm_grace=0.3)
+    async with stage(policy) as st:
+        st.sandbox.trongrid.faults.inject(Fault.LATENCY, endpoint="getaccountresource", delay=0.8)
+        with pytest.raises(NothingBought) as caught:
+            await st.catfee.buy(target=st.sandbox.new_target(), energy=ENERGY, deadline=1.0)
+        assert st.sandbox.trongrid.faults.pending() == 0  # the read was answered, slowly
+        assert st.sandbox.catfee.control.count() == 0  # nothing was sent
+    assert "too little to watch an order" in caught.value.message
+    assert caught.value.service == "trongrid"
+
+
 async def test_a_provider_that_refuses_connections_fails_fast_naming_its_host() -> None:
     import socket
 

@@ -137,6 +137,7 @@ class Referee:
         try:
             if not state.resumed:
                 await self._pre_order_look(ends_at)
+                self._time_left_to_watch(ends_at)
             if resume_order is not None:
                 self.observe(OrderSeen(resume_order, anyio.current_time(), time.time()))
             elif self.hooks is not None:
@@ -181,6 +182,22 @@ class Referee:
             service="trongrid",
             host=host,
         ) from last
+
+    def _time_left_to_watch(self, ends_at: float) -> None:
+        """An order sent with less than one poll interval left could only end UNKNOWN, for
+        the user to resolve by hand: when the read before ordering took (nearly) the whole
+        deadline, send nothing, and say so (safe to retry, as any `NothingBought`)."""
+        left = ends_at - anyio.current_time()
+        if left >= self.policy.initial_interval:
+            return
+        host = URL(self.verifier.base_url).host
+        raise NothingBought(
+            f"the read of the target before ordering left {max(left, 0.0):.2f} s of the "
+            f"deadline, too little to watch an order (TronGrid at {host} is slow); nothing "
+            "was bought, safe to retry, with a longer deadline",
+            service="trongrid",
+            host=host,
+        )
 
     async def _snapshot_and_head(self) -> tuple[ResourceSnapshot, ChainHead | None]:
         """One look: the target, dated by the node's clock (the causality anchor, see

@@ -23,7 +23,7 @@ from energy_async.models import (
     ResourceSnapshot,
     Verdict,
 )
-from energy_async.watch.attribution import attribute
+from energy_async.watch.attribution import attribute, provider_silent
 from energy_async.watch.events import (
     CreateRefused,
     CreateSent,
@@ -636,3 +636,24 @@ def test_state_is_never_mutated_by_apply() -> None:
     after = start.apply(seen(order(A)))
     assert start.order is None and after.order is not None
     assert start.txs == {} and start.apply(read(tx())).txs[A].consistent == 1
+
+
+@pytest.mark.parametrize(
+    ("events", "now", "silent"),
+    [
+        ([], 50.0, False),  # nothing sent: nobody to be silent
+        ([CreateSent(clock=0.5, at=0.5)], 10.0, False),  # the create is out, within the grace
+        ([CreateSent(clock=0.5, at=0.5)], 10.5, True),  # no answer for the whole grace
+        # Answered within the grace, naming no tx yet: about to name it.
+        ([CreateSent(clock=0.5, at=0.5), seen(order(), clock=5.0)], 50.0, False),
+        # Answered after the grace and still naming no tx.
+        ([CreateSent(clock=0.5, at=0.5), seen(order(), clock=11.0)], 50.0, True),
+    ],
+)
+def test_the_delta_may_speak_early_only_for_a_silent_provider(
+    events: list[Event], now: float, silent: bool
+) -> None:
+    state = WatchState(request=REQUEST)
+    for event in events:
+        state = state.apply(event)
+    assert provider_silent(state, POLICY, now) is silent

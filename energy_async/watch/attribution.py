@@ -48,7 +48,15 @@ from energy_async.models import (
 from energy_async.watch.policy import CAUSALITY_MARGIN_MS, NODE_CLOCK_MARGIN_MS, PollPolicy
 from energy_async.watch.state import TxLook, WatchState
 
-__all__ = ["Attribution", "TxStatus", "attribute", "before_the_order", "judge_tx", "term_of"]
+__all__ = [
+    "Attribution",
+    "TxStatus",
+    "attribute",
+    "before_the_order",
+    "judge_tx",
+    "provider_silent",
+    "term_of",
+]
 
 _RECLAIMED = frozenset({ConfirmStatus.RECLAIM_CONFIRMED, ConfirmStatus.RECLAIM_CONFIRMED_FAIL})
 _DEFAULT_LOCK_BLOCKS = 86_400  # lock=true with lock_period 0: 3 days (DelegateResourceActuator)
@@ -308,19 +316,26 @@ def _by_delta(
             f"({', '.join(sorted(others))}): the delta is nobody's proof"
         )
         return Attribution(None, Basis.NONE, notes=(note,))
-    # Another process (or person) may be delegating to this address too. A working provider
-    # names its tx, and then the tx decides; the delta speaks only for a provider that never
-    # answered within the grace period, or answered after it and still named no tx (or at the
-    # deadline). A merely slow poll of ours is not such an answer.
-    if not final:
-        started = state.ordered_clock if state.ordered_clock is not None else now
-        if state.order is None:
-            if now - started < policy.confirm_grace:
-                return Attribution(None, Basis.NONE)
-        elif state.quiet_clock is None or state.quiet_clock - started < policy.confirm_grace:
-            return Attribution(None, Basis.NONE)
+    # Another process (or person) may be delegating to this address too: before the deadline
+    # the delta speaks only for a silent provider.
+    if not final and not provider_silent(state, policy, now):
+        return Attribution(None, Basis.NONE)
     note = "attributed by the EnergyLimit delta only: no delegation tx was named"
     return Attribution(delta, Basis.DELTA, notes=(note,))
+
+
+def provider_silent(state: WatchState, policy: PollPolicy, now: float) -> bool:
+    """The provider never answered the create within the grace, or answered after it and
+    still named no tx: only then may the EnergyLimit delta speak before the deadline (and the
+    chain witness read the target for it). A working provider names its tx, and then the tx
+    decides; a merely slow poll of ours is no such answer."""
+    started = state.ordered_clock
+    if started is None:
+        return False
+    if state.order is None:
+        return now - started >= policy.confirm_grace
+    quiet = state.quiet_clock
+    return quiet is not None and quiet - started >= policy.confirm_grace
 
 
 def term_of(look: TxLook, state: WatchState) -> Term:

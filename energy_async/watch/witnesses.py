@@ -35,7 +35,7 @@ from energy_async.models import (
     ResourceSnapshot,
 )
 from energy_async.session import REPLAY_MISMATCH
-from energy_async.watch.attribution import TxStatus, before_the_order, judge_tx
+from energy_async.watch.attribution import TxStatus, before_the_order, judge_tx, provider_silent
 from energy_async.watch.events import (
     ChainFailed,
     CreateRefused,
@@ -315,18 +315,6 @@ class ChainWitness:
             if referee.budget_spent() or referee.fatal is not None:
                 return
 
-    def quiet_past_grace(self, state: WatchState) -> bool:
-        """The provider answered after the grace and still named no tx."""
-        if state.quiet_clock is None or state.ordered_clock is None:
-            return False
-        return state.quiet_clock - state.ordered_clock >= self.policy.confirm_grace
-
-    def unanswered_past_grace(self, state: WatchState) -> bool:
-        """The create has had no answer for the grace since it was sent."""
-        if state.ordered_clock is None:
-            return False
-        return anyio.current_time() - state.ordered_clock >= self.policy.confirm_grace
-
     async def look(self, referee: Observer) -> None:
         """One look at the chain, spending only the calls this phase needs; every tx read in
         it is published with the record and the snapshot of the same look."""
@@ -335,10 +323,8 @@ class ChainWitness:
         state = referee.state
         try:
             if not state.named:
-                if state.order is not None and not self.quiet_past_grace(state):
+                if not provider_silent(state, self.policy, anyio.current_time()):
                     return  # the provider is about to name its tx: nothing to read yet
-                if state.order is None and not self.unanswered_past_grace(state):
-                    return  # the create is still out: the delta could not speak yet
                 # The provider is silent: the EnergyLimit is all there is to watch.
                 await self.snapshot(referee)
                 return

@@ -712,13 +712,19 @@ async def _route_batch(args: argparse.Namespace, client: Client) -> tuple[str, l
         raise InputError(f"{args.file} has no rows of energy to buy for")
 
     def takes_every_row(name: str) -> bool:
+        # The rows as read above, each judged by this provider's own validator (no re-read).
         prepare = client.sessions[name].prepare
-        good = {
-            line
-            for line, item in read_requests(args.file, prepare, id_for_line=lambda n: f"r{n}")
-            if isinstance(item, OrderRequest)
-        }
-        return good >= rows.keys()
+        try:
+            for line, row in rows.items():
+                prepare(
+                    target=row.target,
+                    energy=row.energy,
+                    duration=row.duration,
+                    client_order_id=row.client_order_id or f"r{line}",
+                )
+        except (InputError, ValueError):
+            return False
+        return True
 
     energy = max(row.energy or 0 for row in rows.values())
     duration = next(iter(rows.values())).duration

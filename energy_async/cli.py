@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from energy_async.journal import Journal
     from energy_async.payouts import PlannedSender
     from energy_async.providers import Provider
+    from energy_async.readiness import TransferPurchase
     from energy_async.report import BatchSummary, Progress, ReportWriter
 
 __all__ = ["EXIT_CODES", "exit_code", "main"]
@@ -555,6 +556,25 @@ async def _quote_every(args: argparse.Namespace) -> int:
             shown = trx(cost) if isinstance(cost, int) else f"no price: {row['error']}"
             _say(f"{row['provider']:<9} {args.energy:,} energy for {args.duration}: {shown}")
     return EXIT_DELIVERED if board.quotes else EXIT_OTHER
+
+
+async def _buy_for_transfer_auto(args: argparse.Namespace) -> TransferPurchase:
+    """``buy --provider auto --from ... --usdt-to ...``: the router buys the shortfall."""
+    if args.client_order_id is not None:
+        raise InputError("buy --provider auto makes one client_order_id per provider it tries")
+    async with _client(args) as client:
+        bought = await client.buy_for_transfer(
+            sender=args.sender,
+            receiver=args.usdt_to,
+            amount=args.amount,
+            token=_token(args),
+            duration=args.duration,
+            deadline=args.deadline,
+        )
+    if bought.result is not None:
+        for step in bought.result.evidence.route:
+            _say(f"  route: {step}")
+    return bought
 
 
 async def _buy_auto(args: argparse.Namespace) -> int:
@@ -1414,22 +1434,25 @@ async def _buy_for_transfer(args: argparse.Namespace) -> int:
         )
     if args.deadline <= 0:
         raise InputError("--deadline must be a positive number of seconds")
-    async with (
-        ProviderSession(_provider(args)) as session,
-        Verifier(base_url=_trongrid_url(args)) as verifier,
-    ):
-        try:
-            bought = await Coordinator(session, verifier).buy_for_transfer(
-                sender=args.sender,
-                receiver=args.usdt_to,
-                amount=args.amount,
-                token=_token(args),
-                duration=args.duration,
-                client_order_id=args.client_order_id,
-                deadline=args.deadline,
-            )
-        except _CHAIN_DOWN as exc:
-            return _chain_unavailable(exc)
+    try:
+        if args.provider == _AUTO:
+            bought = await _buy_for_transfer_auto(args)
+        else:
+            async with (
+                ProviderSession(_provider(args)) as session,
+                Verifier(base_url=_trongrid_url(args)) as verifier,
+            ):
+                bought = await Coordinator(session, verifier).buy_for_transfer(
+                    sender=args.sender,
+                    receiver=args.usdt_to,
+                    amount=args.amount,
+                    token=_token(args),
+                    duration=args.duration,
+                    client_order_id=args.client_order_id,
+                    deadline=args.deadline,
+                )
+    except _CHAIN_DOWN as exc:
+        return _chain_unavailable(exc)
     if bought.result is not None and bought.purchase is not None:
         from energy_async.report import render_result
 

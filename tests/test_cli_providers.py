@@ -12,8 +12,11 @@ import pytest
 
 from energy_async.providers import PROVIDERS
 from energy_async.sandbox import Sandbox, SandboxURLs
+from energy_async.sandbox.trc20 import USDT
 
 pytestmark = pytest.mark.anyio
+
+TRX = 1_000_000
 
 
 def _env(sandbox: Sandbox, urls: SandboxURLs) -> dict[str, str]:
@@ -81,3 +84,26 @@ async def test_buy_auto_routes_to_the_cheapest_and_says_so() -> None:
 async def test_auto_is_refused_where_one_provider_is_needed() -> None:
     code, _, err = await _cli(dict(os.environ), "account", "--provider", "auto")
     assert code == 2 and "Traceback" not in err and "auto" in err
+
+
+async def test_buy_auto_for_a_transfer_routes_the_shortfall_and_ends_ready() -> None:
+    sandbox = Sandbox(seed=4, speed=30.0)
+    async with sandbox.serve() as urls:
+        env = _env(sandbox, urls)
+        chain = sandbox.chain
+        sender = chain.new_account(balance_sun=50 * TRX)
+        chain.trc20.mint(USDT, sender, 100 * TRX)
+        receiver = chain.new_address()
+        chain.trc20.mint(USDT, receiver, 1)  # holds USDT: 64,285 energy to send
+        code, out, err = await _cli(
+            env, "buy", "--provider", "auto", "--from", sender, "--usdt-to", receiver,
+            "--amount", "12.5", "--json",
+        )  # fmt: skip
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["verdict"] == "DELIVERED" and answer["ready"] is True
+    assert answer["before"]["energy_missing"] == 64_285 and answer["after"]["energy_missing"] == 0
+    assert answer["result"]["evidence"]["route"][-1] == "itrx: chosen, verdict DELIVERED"
+    assert "route: itrx: chosen" in err and "Traceback" not in err
+    orders = {name: len(sim.orders) for name, sim in sandbox.providers.items()}
+    assert orders == {"catfee": 0, "mefree": 0, "tenergy": 0, "itrx": 1, "tronsave": 0}

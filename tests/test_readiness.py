@@ -6,7 +6,7 @@ Figures are transfer.md's: 64,285 energy to a holder, 130,285 to a new holder, 3
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,6 +16,7 @@ import pytest
 
 from energy_async.energy import sun_for_energy
 from energy_async.errors import BadResponse, InputError, InvalidAddress, TokenNotFound
+from energy_async.models import Verdict
 from energy_async.providers import CatFee, Mefree, Provider
 from energy_async.readiness import (
     USDT,
@@ -23,15 +24,17 @@ from energy_async.readiness import (
     Purchase,
     ReadinessChecker,
     ReadyState,
+    TransferPurchase,
     TransferReadiness,
     fee_limit_for,
     parse_amount,
     plan_payouts,
     plan_purchase,
+    render_readiness,
     transfer_bytes,
 )
-from energy_async.sandbox import Fault
-from energy_async.sandbox.chain import TOTAL_ENERGY_LIMIT
+from energy_async.sandbox import Delivery, Fault
+from energy_async.sandbox.chain import TOTAL_ENERGY_LIMIT, Chain
 from energy_async.sandbox.trc20 import ENERGY_TO_HOLDER, ENERGY_TO_NEW_HOLDER
 from tests.coordination import Stage, stage, tick_after_create
 
@@ -49,7 +52,7 @@ class World:
     clock: list[float]
 
     @property
-    def chain(self):  # type: ignore[no-untyped-def]
+    def chain(self) -> Chain:
         return self.st.sandbox.chain
 
     def sender(self, *, energy: int = 0, trx: float = 100, usdt: int = 1_000) -> str:
@@ -70,6 +73,24 @@ class World:
 
     def trongrid_calls(self, endpoint: str) -> int:
         return self.st.sandbox.trongrid.count(endpoint)
+
+    def catfee_creates_and_charges(self) -> tuple[int, dict[str | None, int]]:
+        catfee = self.st.sandbox.catfee
+        return catfee.control.count("create"), catfee.charge_counts()
+
+    async def buy_while_blocks_come(
+        self, sender: str, receiver: str, *, hook: Callable[[], None] | None = None
+    ) -> TransferPurchase:
+        """CatFee's ``buy_for_transfer``, the chain producing blocks once the create arrived
+        (after ``hook``): the order can settle."""
+        sandbox = self.st.sandbox
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick_after_create, sandbox, sandbox.catfee, hook)
+            bought = await self.st.coordinator("catfee").buy_for_transfer(
+                sender=sender, receiver=receiver, amount="12.5", deadline=5.0
+            )
+            group.cancel_scope.cancel()
+        return bought
 
 
 @asynccontextmanager
@@ -341,7 +362,7 @@ async def test_buy_for_transfer_buys_nothing_when_nothing_is_missing() -> None:
         )
         charges = w.st.sandbox.catfee.charge_counts()
         creates = w.st.sandbox.catfee.control.count("create")
-    assert bought.ready and bought.after.state is ReadyState.READY
+    assert bought.after is not None and bought.after.state is ReadyState.READY and bought.ready
     assert bought.purchase is None and bought.result is None
     assert charges == {} and creates == 0
 
@@ -359,7 +380,8 @@ async def test_buy_for_transfer_buys_the_shortfall_and_ends_ready() -> None:
     assert bought.before.energy_missing == HOLDER and not bought.before.ready
     assert bought.purchase is not None and bought.purchase.energy == 65_000
     assert bought.result is not None and bought.result.verdict.value == "DELIVERED"
-    assert bought.ready and bought.after.energy_missing == 0 and bought.after.trx_burn_sun == 0
+    assert bought.after is not None and bought.ready
+    assert bought.after.energy_missing == 0 and bought.after.trx_burn_sun == 0
     assert w.st.sandbox.catfee.charges(bought.result.client_order_id) == 1
 
 
@@ -382,8 +404,172 @@ async def test_buy_for_transfer_buys_nothing_for_a_transfer_that_would_revert() 
         bought = await w.st.coordinator("catfee").buy_for_transfer(
             sender=sender, receiver=w.receiver(holds=True), amount="1"
         )
-    assert bought.after.state is ReadyState.WOULD_REVERT and bought.purchase is None
+    assert bought.after is not None and bought.after.state is ReadyState.WOULD_REVERT
+    assert bought.purchase is None
     assert w.st.sandbox.catfee.control.count("create") == 0
+
+
+async def test_under_delivery_ends_not_ready_saying_what_is_still_missing() -> None:
+    """The provider confirms but delegates half: the verdict says so, and the re-read says how
+    much energy the transfer still lacks, in the result and in the text a person reads."""
+    async with world() as w:
+        sender = w.sender(trx=10)
+        w.st.sandbox.catfee.delivery.for_target(sender, Delivery.PARTIAL)
+        bought = await w.buy_while_blocks_come(sender, w.receiver(holds=True))
+        creates, charges = w.catfee_creates_and_charges()
+    assert bought.purchase == Purchase(energy=65_000)
+    assert bought.result is not None and bought.result.verdict is Verdict.UNDER_DELIVERED
+    after = bought.after
+    assert after is not None and bought.after_error is None and not bought.ready
+    assert after.state is ReadyState.NOT_READY
+    assert 65_000 * 0.45 < after.energy_available < 65_000 * 0.55  # about half arrived
+    assert after.energy_available == bought.result.evidence.energy_after
+    assert after.energy_missing == HOLDER - after.energy_available > 0
+    missing = f"{after.energy_missing:,} missing"
+    assert any(problem.startswith("energy:") and missing in problem for problem in after.problems)
+    assert f"missing {after.energy_missing:,}" in render_readiness(after)
+    assert creates == 1 and charges == {bought.result.client_order_id: 1}
+
+
+async def test_a_chain_read_failing_after_the_order_keeps_the_verdict() -> None:
+    """TronGrid fails on the re-read after the purchase: no readiness after it, the typed
+    error's text instead, and the order's verdict kept (it was bought: never raised away).
+
+    ``getaccount`` is read by readiness only, never by the coordinator's verification, so a
+    fault queued on it once the create has reached the provider hits the re-read alone."""
+    async with world() as w:
+        sender = w.sender(trx=10)
+        node = w.st.sandbox.trongrid
+
+        def getaccount_breaks() -> None:
+            node.faults.inject(Fault.NODE_ERROR, endpoint="getaccount", times=10)
+
+        bought = await w.buy_while_blocks_come(
+            sender, w.receiver(holds=True), hook=getaccount_breaks
+        )
+        creates, charges = w.catfee_creates_and_charges()
+        getaccount_reads = node.count("getaccount")
+    assert bought.result is not None and bought.result.verdict is Verdict.DELIVERED
+    assert bought.purchase == Purchase(energy=65_000)
+    assert bought.before.energy_missing == HOLDER
+    assert bought.after is None and not bought.ready
+    assert bought.after_error is not None
+    # the node's error, typed by the verifier (NodeError) and kept as its text
+    assert "TronGrid node answered an error" in bought.after_error
+    assert "path=/wallet/getaccount" in bought.after_error
+    assert getaccount_reads >= 2  # the read before the order, and the failed one after it
+    assert creates == 1 and charges == {bought.result.client_order_id: 1}
+
+
+# --- what buy_for_transfer refuses before anything is sent ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "error"),
+    [
+        pytest.param("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u", InvalidAddress, id="bad-checksum"),
+        # the zero address: well formed, and no contract there
+        pytest.param("T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb", TokenNotFound, id="no-contract"),
+        pytest.param(
+            "",
+            InvalidAddress,
+            id="empty",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="Coordinator.buy_for_transfer passes `token or USDT`: an empty token "
+                "becomes USDT and 65,000 energy is bought for a transfer nobody asked about",
+            ),
+        ),
+    ],
+)
+async def test_a_bad_token_through_buy_for_transfer_sends_nothing(
+    token: str, error: type[Exception]
+) -> None:
+    async with world() as w:
+        sender, to = w.sender(trx=10), w.receiver(holds=True)
+        with pytest.raises(error):
+            await w.st.coordinator("catfee").buy_for_transfer(
+                sender=sender, receiver=to, amount="1", token=token, deadline=1.0
+            )
+        reads = w.st.sandbox.trongrid.count()
+        creates, charges = w.catfee_creates_and_charges()
+        provider_requests = w.st.sandbox.catfee.control.count()
+    assert creates == 0 and charges == {}
+    assert provider_requests == 0  # not even a balance or price query
+    if error is InvalidAddress:
+        assert reads == 0  # refused before anything was read
+
+
+def _not_activated(w: World) -> str:
+    sender = w.chain.new_address()
+    w.chain.trc20.mint(USDT, sender, 100 * TRX)
+    return sender
+
+
+def _no_fee_limit_lands(w: World) -> str:
+    w.chain.trc20.parameters["getMaxFeeLimit"] = 6_000_000  # below 64,285 x 100 sun
+    return w.sender(trx=100)
+
+
+def _bandwidth_unpaid(w: World) -> str:
+    sender = w.sender(trx=0.2)
+    w.chain.trc20.consume_free_net(sender, 600)  # 345 bytes to burn: 0.345 TRX, it has 0.2
+    return sender
+
+
+@pytest.mark.parametrize(
+    ("make_sender", "state", "problem"),
+    [
+        pytest.param(_not_activated, ReadyState.NOT_ACTIVATED, "is not activated", id="inactive"),
+        pytest.param(_no_fee_limit_lands, ReadyState.NOT_READY, "maximum fee_limit", id="fee"),
+        pytest.param(_bandwidth_unpaid, ReadyState.NOT_READY, "bandwidth:", id="bandwidth"),
+    ],
+)
+async def test_buy_for_transfer_refuses_when_energy_alone_cannot_help(
+    make_sender: Callable[[World], str], state: ReadyState, problem: str
+) -> None:
+    """Energy is missing, but buying it would not make the transfer land: nothing is ordered,
+    and the answer is the reading that says why (before and after are the same reading)."""
+    async with world() as w:
+        sender = make_sender(w)
+        bought = await w.st.coordinator("catfee").buy_for_transfer(
+            sender=sender, receiver=w.receiver(holds=True), amount="12.5"
+        )
+        creates, charges = w.catfee_creates_and_charges()
+        provider_requests = w.st.sandbox.catfee.control.count()
+    assert bought.before.energy_missing == HOLDER  # something is missing, and still not bought
+    assert bought.purchase is None and bought.result is None and bought.after_error is None
+    assert bought.after is bought.before and not bought.ready
+    assert bought.before.state is state and not bought.before.would_succeed
+    assert any(problem in found for found in bought.before.problems)
+    assert creates == 0 and charges == {} and provider_requests == 0
+
+
+async def test_a_blacklisted_sender_would_revert_and_is_not_priced() -> None:
+    async with world() as w:
+        w.chain.trc20.estimate_energy_enabled = True
+        sender, to = w.sender(trx=100), w.receiver(holds=True)
+        w.chain.trc20.tokens[USDT].blacklisted.add(sender)
+        listed = await check(w, sender, to)
+        estimates = w.trongrid_calls("estimateenergy")
+        bought = await w.st.coordinator("catfee").buy_for_transfer(
+            sender=sender, receiver=to, amount="12.5"
+        )
+        creates, charges = w.catfee_creates_and_charges()
+        w.chain.trc20.tokens[USDT].blacklisted.discard(sender)
+        cleared = await check(w, sender, to)  # the same transfer, off the list: priced
+    assert listed.state is ReadyState.WOULD_REVERT and not listed.would_succeed
+    assert listed.revert_message is not None and "REVERT" in listed.revert_message
+    assert any("blacklisted" in problem for problem in listed.problems)
+    assert listed.energy_needed == listed.energy_missing == listed.energy_penalty == 0
+    assert listed.fee_limit_sun is None and listed.energy_required is None
+    assert listed.trx_burn_sun == 0
+    assert estimates == 0  # a reverting transfer is not estimated either
+    assert bought.purchase is None and bought.result is None
+    assert bought.after is not None and bought.after.state is ReadyState.WOULD_REVERT
+    assert creates == 0 and charges == {}
+    assert cleared.state is ReadyState.NOT_READY and cleared.energy_needed == HOLDER
+    assert cleared.energy_required == 72_321
 
 
 # --- the pure rules, table by table -------------------------------------------------------------

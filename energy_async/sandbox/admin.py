@@ -9,6 +9,14 @@ Mounted at ``/_sandbox``; answers loopback clients only and needs no auth:
 - ``POST /faults {"service", "fault", "times"?, "rate"?, "endpoint"?, "params"?}``: inject the
   fault for the next ``times`` requests (default 1), or set its rate.
 - ``POST /targets``: a new activated address with no energy, as ``{"address"}``.
+- ``POST /accounts {"balance_sun"?, "energy_stake_sun"?, "bandwidth_stake_sun"?,
+  "usdt_base_units"?}``: a new activated account holding that much TRX, its own stake for
+  energy and for bandwidth (in sun; energy stake counts in TotalEnergyWeight) and USDT (base
+  units: 6 decimals), all 0 by default (no body too); answers its address, balance, energy
+  and bandwidth limits and USDT.
+- ``POST /trc20/mint {"address", "amount", "token"?}``: ``amount`` base units of a deployed
+  TRC20 (USDT by default) to any valid address, activated or not (holding a token does not
+  activate an account); answers the new balance.
 - ``POST /advance {"blocks"}``: move the chain, providers acting on the way.
 
 Bad input answers 400 ``{"error": "..."}``.
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -26,6 +34,7 @@ from aiohttp import web
 from energy_async.sandbox.faults import Fault
 from energy_async.sandbox.provider_core import Delivery, ProviderSim
 from energy_async.sandbox.provider_http import PROVIDER_FAULTS
+from energy_async.sandbox.trc20 import USDT
 from energy_async.sandbox.trongrid import TRONGRID_FAULTS
 from energy_async.sandbox.world import World
 
@@ -34,6 +43,10 @@ __all__ = ["build_admin_app"]
 _SANDBOX: web.AppKey[World] = web.AppKey("sandbox")
 _MAX_BLOCKS = 10_000_000
 _Body = TypeVar("_Body", bound=msgspec.Struct)
+_MAX_UINT256 = 2**256 - 1
+# java-tron keeps balances and stakes in a Java long.
+_Sun = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_BaseUnits = Annotated[int, msgspec.Meta(ge=0)]  # a uint256, checked by _check_uint256
 
 
 class _DeliveryChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,6 +69,19 @@ class _Advance(msgspec.Struct, forbid_unknown_fields=True):
     blocks: int
 
 
+class _NewAccount(msgspec.Struct, forbid_unknown_fields=True):
+    balance_sun: _Sun = 0
+    energy_stake_sun: _Sun = 0
+    bandwidth_stake_sun: _Sun = 0
+    usdt_base_units: _BaseUnits = 0  # 12.5 USDT is 12_500_000
+
+
+class _Mint(msgspec.Struct, forbid_unknown_fields=True):
+    address: str
+    amount: Annotated[int, msgspec.Meta(ge=1)]  # base units, a uint256
+    token: str = USDT  # a TRC20 deployed on the sandbox chain
+
+
 class _BadInput(Exception):
     pass
 
@@ -67,6 +93,8 @@ def build_admin_app(sandbox: World) -> web.Application:
     app.router.add_post("/delivery", _delivery)
     app.router.add_post("/faults", _faults)
     app.router.add_post("/targets", _targets)
+    app.router.add_post("/accounts", _accounts)
+    app.router.add_post("/trc20/mint", _mint)
     app.router.add_post("/advance", _advance)
     return app
 
@@ -180,6 +208,58 @@ def _provider(world: World, name: str) -> ProviderSim:
 
 async def _targets(request: web.Request) -> web.Response:
     return _reply({"address": request.app[_SANDBOX].new_target()})
+
+
+async def _accounts(request: web.Request) -> web.Response:
+    # No body at all is an empty account, as on /targets.
+    spec = await _read(request, _NewAccount) if await request.read() else _NewAccount()
+    _check_uint256(spec.usdt_base_units, 0, "usdt_base_units")
+    chain = request.app[_SANDBOX].chain
+    address = chain.new_account(
+        balance_sun=spec.balance_sun,
+        energy_stake_sun=spec.energy_stake_sun,
+        bandwidth_stake_sun=spec.bandwidth_stake_sun,
+    )
+    if spec.usdt_base_units:
+        chain.trc20.mint(USDT, address, spec.usdt_base_units)
+    return _reply(
+        {
+            "address": address,
+            "balance_sun": spec.balance_sun,
+            "energy_limit": chain.energy_limit(address),
+            "net_limit": chain.net_limit(address),
+            "usdt_base_units": chain.trc20.balance_of(USDT, address),
+        }
+    )
+
+
+async def _mint(request: web.Request) -> web.Response:
+    mint = await _read(request, _Mint)
+    chain = request.app[_SANDBOX].chain
+    tokens = chain.trc20.tokens
+    if mint.token not in tokens:
+        known = ", ".join(f"{token.symbol} {address}" for address, token in tokens.items())
+        raise _BadInput(f"no TRC20 at {mint.token!r} on this sandbox (deployed: {known})")
+    if not chain.is_valid_address(mint.address):
+        raise _BadInput(f"not a TRON address: {mint.address!r}")
+    balance = chain.trc20.balance_of(mint.token, mint.address)
+    _check_uint256(mint.amount, balance, "amount")
+    chain.trc20.mint(mint.token, mint.address, mint.amount)
+    return _reply(
+        {
+            "address": mint.address,
+            "token": mint.token,
+            "balance": balance + mint.amount,
+            "activated": chain.is_activated(mint.address),
+        }
+    )
+
+
+def _check_uint256(amount: int, balance: int, name: str) -> None:
+    """msgspec bounds stop at int64; a token balance is a uint256 word."""
+    if balance + amount > _MAX_UINT256:
+        held = f" (the address holds {balance})" if balance else ""
+        raise _BadInput(f"{name} would take the balance past uint256{held}")
 
 
 async def _advance(request: web.Request) -> web.Response:

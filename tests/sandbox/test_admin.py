@@ -17,8 +17,10 @@ import yarl
 
 from energy_async.sandbox import Delivery, Fault, ProviderSim, Sandbox, SandboxURLs
 from energy_async.sandbox.admin import _is_loopback
+from energy_async.sandbox.base58 import decode_address
 from energy_async.sandbox.catfee import build_catfee_app, catfee_sim
 from energy_async.sandbox.registry import PROVIDER_APPS, ProviderApp
+from energy_async.sandbox.trc20 import USDT
 from energy_async.sandbox.world import World
 
 pytestmark = pytest.mark.anyio
@@ -103,6 +105,125 @@ async def test_targets_are_fresh_activated_addresses(admin: Admin) -> None:
     assert first != second
     assert admin.sandbox.chain.is_activated(first)
     assert admin.sandbox.chain.energy_limit(first) == 0
+
+
+TRX = 1_000_000
+
+
+async def trongrid(admin: Admin, servlet: str, body: dict[str, Any]) -> Any:
+    async with admin.http.post(f"{admin.urls.trongrid}/wallet/{servlet}", json=body) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def usdt_of(admin: Admin, holder: str, token: str = USDT) -> int:
+    """balanceOf as a wallet reads it: triggerconstantcontract on the sandbox's TronGrid."""
+    raw = decode_address(holder)
+    assert raw is not None
+    call = {
+        "owner_address": holder,
+        "contract_address": token,
+        "function_selector": "balanceOf(address)",
+        "parameter": "0" * 24 + raw[1:].hex(),
+        "visible": True,
+    }
+    answer = await trongrid(admin, "triggerconstantcontract", call)
+    return int(answer["constant_result"][0], 16)
+
+
+async def test_accounts_hold_trx_stakes_and_usdt(admin: Admin) -> None:
+    spec = {
+        "balance_sun": 5 * TRX,
+        "energy_stake_sun": 10_000 * TRX,
+        "bandwidth_stake_sun": 1_000 * TRX,
+        "usdt_base_units": 12_500_000,
+    }
+    made = await admin.post("/accounts", spec)
+    address = made["address"]
+    account = await trongrid(admin, "getaccount", {"address": address, "visible": True})
+    resource = await trongrid(admin, "getaccountresource", {"address": address, "visible": True})
+    assert account["balance"] == 5 * TRX
+    assert resource["EnergyLimit"] == made["energy_limit"] > 0
+    assert resource["NetLimit"] == made["net_limit"] == 1_629  # 1,000 TRX of 26.5M TRX's 43.2G
+    assert made["balance_sun"] == 5 * TRX and made["usdt_base_units"] == 12_500_000
+    assert await usdt_of(admin, address) == 12_500_000
+
+
+async def test_an_account_with_no_body_or_an_empty_one_has_nothing(admin: Admin) -> None:
+    for body in (b"", {}):
+        made = await admin.post("/accounts", body)
+        assert admin.sandbox.chain.is_activated(made["address"])
+        assert made == {
+            "address": made["address"],
+            "balance_sun": 0,
+            "energy_limit": 0,
+            "net_limit": 0,
+            "usdt_base_units": 0,
+        }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"balance_sun": -1},
+        {"energy_stake_sun": 1.5},
+        {"bandwidth_stake_sun": "1000"},
+        {"usdt_base_units": True},
+        {"balance_sun": 2**63},
+        {"usdt_base_units": 2**256},
+        {"balance_sun": TRX, "usdt": 1},  # unknown field: nothing half-made
+        b"[]",
+        b"{not json",
+    ],
+)
+async def test_bad_accounts_are_400_and_make_nothing(admin: Admin, body: Any) -> None:
+    weight = admin.sandbox.chain.total_energy_weight
+    assert (await admin.post("/accounts", body, status=400))["error"]
+    assert admin.sandbox.chain.total_energy_weight == weight
+    # The addresses come from a seeded sequence: a half-made account would shift it.
+    assert (await admin.post("/targets"))["address"] == World(seed=11, speed=0).new_target()
+
+
+async def test_mint_gives_any_address_tokens_activated_or_not(admin: Admin) -> None:
+    chain = admin.sandbox.chain
+    stranger = chain.new_address()  # never activated
+    made = await admin.post("/trc20/mint", {"address": stranger, "amount": 7})
+    again = await admin.post("/trc20/mint", {"address": stranger, "amount": 5, "token": USDT})
+    assert made == {"address": stranger, "token": USDT, "balance": 7, "activated": False}
+    assert again["balance"] == 12 and await usdt_of(admin, stranger) == 12
+    assert await trongrid(admin, "getaccount", {"address": stranger, "visible": True}) == {}
+    other = chain.trc20.deploy("TKN", 18)
+    holder = (await admin.post("/targets"))["address"]
+    minted = await admin.post("/trc20/mint", {"address": holder, "amount": 10**24, "token": other})
+    assert minted == {"address": holder, "token": other, "balance": 10**24, "activated": True}
+    assert await usdt_of(admin, holder, other) == 10**24
+    assert await usdt_of(admin, holder) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"address": "TNotAnAddressAtAll", "amount": 1},
+        {"address": "<holder>", "amount": 0},
+        {"address": "<holder>", "amount": -5},
+        {"address": "<holder>", "amount": 1.5},
+        {"address": "<holder>", "amount": "1"},
+        {"address": "<holder>", "amount": 2**256},
+        {"address": "<holder>", "amount": 2**256 - 1},  # it already holds 1: past uint256
+        {"address": "<holder>", "amount": 1, "token": "<stranger>"},  # no contract there
+        {"address": "<holder>"},
+        {"amount": 1},
+        {"address": "<holder>", "amount": 1, "symbol": "USDT"},
+    ],
+)
+async def test_bad_mints_are_400_and_mint_nothing(admin: Admin, body: dict[str, Any]) -> None:
+    chain = admin.sandbox.chain
+    holder, stranger = chain.new_address(), chain.new_address()
+    chain.trc20.mint(USDT, holder, 1)
+    names = {"<holder>": holder, "<stranger>": stranger}
+    body = {key: names.get(value, value) for key, value in body.items()}
+    assert (await admin.post("/trc20/mint", body, status=400))["error"]
+    assert chain.trc20.tokens[USDT].balances == {holder: 1}
 
 
 async def test_delivery_per_target_rate_and_default(admin: Admin) -> None:

@@ -205,3 +205,37 @@ def test_transaction_bytes_match_the_mainnet_receipts() -> None:
     data = bytes.fromhex("a9059cbb" + _word(chain.new_address()) + f"{TRX:064x}")
     raw = chain.trc20.raw_data(sender, USDT, data, fee_limit=7_714_200)
     assert len(raw) == 211 and transaction_bytes(raw) == 345
+
+
+async def test_free_bandwidth_follows_the_getfreenetlimit_parameter() -> None:
+    """getaccountresource/getaccountnet's freeNetLimit and what a transfer may take agree."""
+    sandbox = Sandbox(speed=0)
+    chain = sandbox.chain
+    async with sandbox.serve() as urls, aiohttp.ClientSession() as http:
+        to = (await post(http, urls.admin + "/targets", {}))["address"]
+
+        async def free_net_limits(address: str) -> tuple[Any, ...]:
+            body = {"address": address, "visible": True}
+            found = [
+                (await post(http, f"{urls.trongrid}/wallet/{servlet}", body)).get("freeNetLimit")
+                for servlet in ("getaccountresource", "getaccountnet")
+            ]
+            async with http.get(urls.trongrid + "/wallet/getchainparameters") as response:
+                entries = (await response.json())["chainParameter"]
+            found += [e.get("value") for e in entries if e["key"] == "getFreeNetLimit"]
+            return tuple(found)
+
+        seen = []
+        for limit in (600, 300, 1_500, 0):
+            chain.trc20.parameters["getFreeNetLimit"] = limit
+            spec = {"balance_sun": 10 * TRX, "usdt_base_units": TRX}
+            sender = (await post(http, urls.admin + "/accounts", spec))["address"]
+            limits = await free_net_limits(sender)
+            receipt = chain.trc20.transfer(USDT, sender, to, 1, fee_limit=15 * TRX)
+            seen.append((limits, receipt.net_usage, receipt.net_fee))
+    assert seen == [
+        ((600, 600, 600), 345, 0),
+        ((300, 300, 300), 0, 345_000),  # 300 free cannot pay 345 bytes: all are burned
+        ((1_500, 1_500, 1_500), 345, 0),
+        ((None, None, None), 0, 345_000),  # zero is left out, as java-tron prints it
+    ]

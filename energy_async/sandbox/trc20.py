@@ -206,6 +206,11 @@ class Trc20World:
     def free_net_used(self, address: str) -> int:
         return self._usage(self._free_net, address)
 
+    @property
+    def free_net_limit(self) -> int:
+        """Every account's daily free bandwidth: the ``getFreeNetLimit`` chain parameter."""
+        return self.parameters["getFreeNetLimit"]
+
     def consume_energy(self, address: str, amount: int) -> None:
         """Spend energy now (what a contract call did); it recovers over 24 h."""
         self._energy.setdefault(address, _Usage()).add(amount, self._chain.head())
@@ -276,7 +281,7 @@ class Trc20World:
         if chain.net_limit(owner) - self.net_used(owner) >= size:
             self._net.setdefault(owner, _Usage()).add(size, head)
             net_usage = size
-        elif self.parameters["getFreeNetLimit"] - self.free_net_used(owner) >= size:
+        elif self.free_net_limit - self.free_net_used(owner) >= size:
             self.consume_free_net(owner, size)
             net_usage = size
         else:

@@ -28,7 +28,6 @@ from aiohttp import web
 
 from energy_async.sandbox.base58 import decode_address, encode_address
 from energy_async.sandbox.chain import (
-    FREE_NET_LIMIT,
     TOTAL_NET_LIMIT,
     TOTAL_NET_WEIGHT,
     Chain,
@@ -408,7 +407,7 @@ def _account_resource(chain: Chain, call: _Call) -> _Body:
     weight = chain.total_energy_weight  # read once: EnergyLimit and the totals must agree
     usage = chain.trc20
     body: _Body = _nonzero(freeNetUsed=usage.free_net_used(account.address))
-    body["freeNetLimit"] = FREE_NET_LIMIT
+    body.update(_nonzero(freeNetLimit=usage.free_net_limit))  # 0 left out, as any zero
     body.update(_nonzero(NetUsed=usage.net_used(account.address)))
     net_limit = resource_limit(account.bandwidth, TOTAL_NET_LIMIT, TOTAL_NET_WEIGHT)
     if net_limit:
@@ -432,7 +431,7 @@ def _account_net(chain: Chain, call: _Call) -> _Body:
         return {}
     usage = chain.trc20
     body: _Body = _nonzero(freeNetUsed=usage.free_net_used(account.address))
-    body["freeNetLimit"] = FREE_NET_LIMIT
+    body.update(_nonzero(freeNetLimit=usage.free_net_limit))  # 0 left out, as any zero
     body.update(
         _nonzero(
             NetUsed=usage.net_used(account.address),

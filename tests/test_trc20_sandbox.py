@@ -207,6 +207,49 @@ def test_transaction_bytes_match_the_mainnet_receipts() -> None:
     assert len(raw) == 211 and transaction_bytes(raw) == 345
 
 
+async def test_staked_bandwidth_pays_a_transfer_before_free_and_burns_nothing() -> None:
+    """Staked first, each source all or nothing (transfer.md §5), set up and read over HTTP."""
+    sandbox = Sandbox(speed=0)
+    async with sandbox.serve() as urls, aiohttp.ClientSession() as http:
+        admin, trongrid = urls.admin, urls.trongrid
+
+        async def resource(address: str) -> Any:
+            body = {"address": address, "visible": True}
+            return await post(http, trongrid + "/wallet/getaccountresource", body)
+
+        async def balance(address: str) -> int:
+            body = {"address": address, "visible": True}
+            account = await post(http, trongrid + "/wallet/getaccount", body)
+            return int(account.get("balance", 0))
+
+        funds = {"balance_sun": 10 * TRX, "energy_stake_sun": 100_000 * TRX}
+        funds["usdt_base_units"] = 100 * TRX
+        staked = await post(
+            http, admin + "/accounts", {**funds, "bandwidth_stake_sun": 1_000 * TRX}
+        )
+        short = await post(http, admin + "/accounts", {**funds, "bandwidth_stake_sun": 100 * TRX})
+        to = (await post(http, admin + "/targets", {}))["address"]
+        await post(http, admin + "/trc20/mint", {"address": to, "amount": 1})
+        before = await resource(staked["address"])
+        short_before = await resource(short["address"])
+        assert before["NetLimit"] == staked["net_limit"] == 1_629 and "NetUsed" not in before
+        assert short_before["NetLimit"] == 162  # staked, but less than one transfer's 345 bytes
+        # The sender signs and broadcasts; the sandbox chain executes it as java-tron would.
+        receipts = [
+            sandbox.chain.trc20.transfer(USDT, sender["address"], to, TRX, fee_limit=15 * TRX)
+            for sender in (staked, short)
+        ]
+        after, short_after = await resource(staked["address"]), await resource(short["address"])
+        assert [(r.result, r.net_usage, r.net_fee, r.energy_fee) for r in receipts] == [
+            ("SUCCESS", 345, 0, 0),
+            ("SUCCESS", 345, 0, 0),
+        ]
+        assert after["NetUsed"] == 345 and "freeNetUsed" not in after
+        assert after["EnergyUsed"] == 64_285
+        assert short_after["freeNetUsed"] == 345 and "NetUsed" not in short_after
+        assert await balance(staked["address"]) == await balance(short["address"]) == 10 * TRX
+
+
 async def test_free_bandwidth_follows_the_getfreenetlimit_parameter() -> None:
     """getaccountresource/getaccountnet's freeNetLimit and what a transfer may take agree."""
     sandbox = Sandbox(speed=0)

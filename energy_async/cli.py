@@ -1481,7 +1481,7 @@ async def _buy_for_transfer(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> str:
     from energy_async.readiness import USDT
 
-    return str(args.token or USDT)
+    return USDT if args.token is None else str(args.token)
 
 
 def _chain_unavailable(exc: EnergyError) -> int:

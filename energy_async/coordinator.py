@@ -209,7 +209,7 @@ class Coordinator:
             sender=sender,
             receiver=receiver,
             amount=amount,
-            token=token or USDT,
+            token=USDT if token is None else token,
             duration=duration,
             client_order_id=client_order_id,
             deadline=deadline,

@@ -94,6 +94,7 @@ async def test_not_ready_exits_1_and_says_what_is_missing(served: Any, quick: Cl
         ("-3", None, "positive"),
         ("1", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u", "checksum"),
         ("1", "new", "no contract"),
+        ("1", "", "address is empty"),  # never USDT by default
     ],
 )
 async def test_bad_input_exits_2_with_one_line(

@@ -474,11 +474,6 @@ async def test_a_chain_read_failing_after_the_order_keeps_the_verdict() -> None:
             "",
             InvalidAddress,
             id="empty",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Coordinator.buy_for_transfer passes `token or USDT`: an empty token "
-                "becomes USDT and 65,000 energy is bought for a transfer nobody asked about",
-            ),
         ),
     ],
 )

@@ -44,6 +44,7 @@ from energy_async.errors import (
     ServiceUnavailable,
 )
 from energy_async.models import ChainHead, DelegatedResource, DelegationTx, ResourceSnapshot
+from energy_async.slots import SlotClock
 
 __all__ = [
     "API_KEY_ENV",
@@ -257,6 +258,8 @@ class Verifier(AsyncResource):
         self.totals = totals if totals is not None else TotalsWindow()
         self._totals_read: anyio.Event | None = None  # a read `priced_after` may share
         self._snapshots_in_flight = 0
+        self.slots = SlotClock()
+        self._date: tuple[str, int | None] = ("", None)  # the last Date header, parsed
 
     def __repr__(self) -> str:
         key = "set" if self._has_key else "none"
@@ -354,6 +357,7 @@ class Verifier(AsyncResource):
         if reply.block_header is None or not reply.block_header.raw_data.number:
             raise BadResponse("getnowblock answer has no block_header", path=path)
         raw = reply.block_header.raw_data
+        self.slots.saw_block(raw.timestamp)
         return ChainHead(number=raw.number, timestamp_ms=raw.timestamp, taken_at=time.time())
 
     async def delegation(
@@ -394,6 +398,8 @@ class Verifier(AsyncResource):
             solid_info, _, _ = await self._post(solid_path, payload, _TRANSACTION_INFO, meter)
             solid = solid_info.block_number is not None
         found = _delegation_from(txid, tx, info, solid)
+        if found.block_time_ms is not None:
+            self.slots.saw_block(found.block_time_ms)
         if found.contract_type not in _DELEGATE_TYPES:
             return found
         checked = authenticity.check(_claimed(txid, tx, found))
@@ -455,6 +461,7 @@ class Verifier(AsyncResource):
 
         async def attempt(_: int) -> tuple[_Reply, bytes, str | None]:
             status, retry_after, content, date = await self._send(path, body, meter)
+            self._heard_clock(date)
             return _interpret(path, status, content, retry_after, decoder), content, date
 
         def on_retry(step: _http.Step, attempt: int, wait: float) -> None:
@@ -470,6 +477,17 @@ class Verifier(AsyncResource):
         return await _http.retry_loop(
             self._retry, attempt, _classify, _raise, on_retry, limiter=self._limiter
         )
+
+    def _heard_clock(self, date: str | None) -> None:
+        """Every answer's ``Date`` teaches `slots` whether the node's clock runs with ours
+        (parsed once per second: the header changes no more often)."""
+        if not date:
+            return
+        if date != self._date[0]:
+            self._date = (date, _node_time_ms(date))
+        node_ms = self._date[1]
+        if node_ms is not None:
+            self.slots.saw_node_clock(node_ms, time.time() * 1000)
 
     async def _send(
         self, path: str, body: bytes, meter: _http.CallMeter | None

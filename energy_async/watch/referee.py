@@ -91,7 +91,9 @@ class Referee:
         self.fatal: EnergyError | None = None
         self.provider_meter = CallMeter()
         self.chain_meter = CallMeter()
-        self.provider = ProviderWitness(session, policy, self.provider_meter, hooks)
+        self.provider = ProviderWitness(
+            session, policy, self.provider_meter, hooks, slots=verifier.slots
+        )
         self.chain = ChainWitness(
             verifier, policy, self.chain_meter, ledger, delegators, hooks=hooks
         )

@@ -35,6 +35,7 @@ from energy_async.models import (
     ResourceSnapshot,
 )
 from energy_async.session import REPLAY_MISMATCH
+from energy_async.slots import first_poll_delay, next_poll_delay
 from energy_async.watch.attribution import TxStatus, before_the_order, judge_tx, provider_silent
 from energy_async.watch.events import (
     ChainFailed,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from energy_async._http import CallMeter
     from energy_async.ledger import OrderLedger, Window
     from energy_async.session import ProviderSession
+    from energy_async.slots import SlotClock
     from energy_async.verifier import Verifier
     from energy_async.watch.policy import PollPolicy
     from energy_async.watch.state import WatchState
@@ -154,11 +156,13 @@ class ProviderWitness:
         policy: PollPolicy,
         meter: CallMeter,
         hooks: OrderHooks | None,
+        slots: SlotClock | None = None,
     ) -> None:
         self.session = session
         self.policy = policy
         self.meter = meter
         self.hooks = hooks
+        self.slots = slots
 
     def done(self, state: WatchState) -> bool:
         """The provider has said all it will say: stop asking."""
@@ -171,11 +175,13 @@ class ProviderWitness:
 
     async def run(self, referee: Observer) -> None:
         interval = self.policy.initial_interval
+        polled = False
         while not self.done(referee.state):
             if referee.state.order is None:
                 await self.create(referee)
             else:
                 await self.poll(referee)
+                polled = True
             if referee.fatal is not None:
                 return
             if referee.state.named:
@@ -183,8 +189,19 @@ class ProviderWitness:
                 # provider, so ask it only at the slowest pace (for a failure it may report;
                 # at the deadline the referee asks once more if the chain never showed a tx).
                 interval = self.policy.max_interval
-            await anyio.sleep(interval)
+            await anyio.sleep(self._wait(referee.state, interval, polled))
             interval = min(interval * self.policy.backoff, self.policy.max_interval)
+
+    def _wait(self, state: WatchState, interval: float, polled: bool) -> float:
+        """Until the next question: ``interval``, moved onto a block being out while the
+        provider has an order but has not named its tx (`energy_async.slots`)."""
+        phase = self.slots.phase_ms if self.slots is not None else None
+        if phase is None or state.order is None or state.named or state.ordered_at is None:
+            return interval
+        now_ms = time.time() * 1000
+        if not polled:
+            return first_poll_delay(now_ms, state.ordered_at * 1000, phase)
+        return next_poll_delay(now_ms, interval, phase)
 
     async def create(self, referee: Observer) -> None:
         """Send the create, or replay it: the same ``client_order_id`` makes a replay return

@@ -32,7 +32,6 @@ from energy_async.sandbox.keys import SigningKey
 __all__ = [
     "BLOCK_TIME",
     "DEFAULT_LOCK_PERIOD",
-    "FREE_NET_LIMIT",
     "SOLID_DEPTH",
     "SUN_PER_TRX",
     "TOTAL_ENERGY_LIMIT",
@@ -56,7 +55,6 @@ TOTAL_ENERGY_LIMIT = 180_000_000_000
 # Bandwidth is not what the sandbox is about; mainnet-scale constants keep the output realistic.
 TOTAL_NET_LIMIT = 43_200_000_000
 TOTAL_NET_WEIGHT = 26_514_583_140
-FREE_NET_LIMIT = 600
 SUN_PER_TRX = 1_000_000
 DEFAULT_LOCK_PERIOD = 86_400  # blocks: DELEGATE_PERIOD / BLOCK_PRODUCED_INTERVAL
 WITNESS_COUNT = 27  # super representatives producing blocks in turn

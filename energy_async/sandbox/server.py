@@ -115,6 +115,10 @@ class Sandbox(World):
                 f"  curl {admin}/state",
                 f"  curl -X POST {admin}/targets",
                 f"  curl -X POST {admin}/advance -d '{{\"blocks\": 20}}'",
+                f'  curl -X POST {admin}/accounts -d \'{{"balance_sun": 5000000, '
+                '"energy_stake_sun": 0, "usdt_base_units": 100000000}\'',
+                "      (an account to send USDT from: energy-async ready --from ...)",
+                f'  curl -X POST {admin}/trc20/mint -d \'{{"address": "T...", "amount": 1}}\'',
                 f'  curl -X POST {admin}/delivery -d \'{{"provider": "mefree", '
                 '"target": "T...", "delivery": "CLAIM_WITHOUT_DELEGATING"}\'',
                 '      (no target: "rate": 0.1 sets a rate, neither sets the default)',

@@ -57,6 +57,7 @@ __all__ = [
     "Refusal",
     "Wire",
     "decode_envelope",
+    "decode_json",
 ]
 
 MIN_ENERGY = 65_000  # both providers: "quantity ... min 65000" (providers.md 1.6, 2.4)
@@ -96,20 +97,36 @@ class Envelope(msgspec.Struct, frozen=True):
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
+_ANY = msgspec.json.Decoder()
 T = TypeVar("T")
+
+# The decode helpers below raise `BadResponse` after their ``except`` clause, not inside it, so
+# the decode error is neither its ``__cause__`` nor its ``__context__``: a UnicodeDecodeError
+# holds the body, and an account body holds the API secret. Their messages never quote the body.
 
 
 def decode_envelope(body: bytes) -> Envelope:
-    """The envelope of a response body; `BadResponse` for anything that is not one.
-
-    The message never quotes the body: an account response carries the API secret.
-    """
+    """The envelope of a response body; `BadResponse` for anything that is not one."""
     try:
         return _ENVELOPE.decode(body)
     except msgspec.ValidationError as exc:
-        raise BadResponse(f"response is JSON but not the documented envelope: {exc}") from None
+        problem = f"response is JSON but not the documented envelope: {exc}"
     except DECODE_ERRORS:
-        raise BadResponse(f"response is not JSON ({len(body)} bytes)") from None
+        problem = f"response is not JSON ({len(body)} bytes)"
+    raise BadResponse(problem)
+
+
+def decode_json(body: bytes) -> Any:
+    """Any JSON value of a response body (adapters without CatFee's envelope); `BadResponse`
+    for anything `_http.DECODE_ERRORS` lists: malformed, too deeply nested, not UTF-8, or a
+    number no int or float holds."""
+    try:
+        return _ANY.decode(body)
+    except msgspec.ValidationError as exc:  # 1e400, an integer of thousands of digits
+        problem = f"response is JSON with a number out of range: {exc}"
+    except DECODE_ERRORS:
+        problem = f"response is not JSON ({len(body)} bytes)"
+    raise BadResponse(problem)
 
 
 def convert(data: Any, kind: type[T], what: str) -> T:
@@ -117,7 +134,8 @@ def convert(data: Any, kind: type[T], what: str) -> T:
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
-        raise BadResponse(f"{what} has an unexpected shape: {exc}") from None
+        problem = f"{what} has an unexpected shape: {exc}"
+    raise BadResponse(problem)
 
 
 # Neither provider publishes an error-code table (providers.md 1.4, 2.2), so refusals are

@@ -35,7 +35,14 @@ import msgspec
 
 from energy_async.errors import BadResponse, OrderNotFound, RequestRejected
 from energy_async.models import Account, Order, OrderPhase, OrderRequest, Quote
-from energy_async.providers._base import Idempotency, Provider, Refusal, Wire, convert
+from energy_async.providers._base import (
+    Idempotency,
+    Provider,
+    Refusal,
+    Wire,
+    convert,
+    decode_json,
+)
 from energy_async.signing import HexBodySigner, Signer
 
 __all__ = ["ITRX_MAINNET_URL", "Itrx"]
@@ -55,7 +62,6 @@ _PHASES = {
     41: OrderPhase.FAILED,
     43: OrderPhase.FAILED,
 }
-_ANY = msgspec.json.Decoder()
 
 
 class _Created(msgspec.Struct, frozen=True):
@@ -133,10 +139,10 @@ class Itrx(Provider):
 
     def unwrap(self, http_status: int, body: bytes, endpoint: str) -> Any:
         try:
-            data = _ANY.decode(body)
-        except msgspec.DecodeError:
+            data = decode_json(body)
+        except BadResponse:
             if http_status < 400:
-                raise BadResponse(f"response is not JSON ({len(body)} bytes)") from None
+                raise
             kind = self.error_class(http_status, None, endpoint)
             return Refusal(kind, f"HTTP {http_status} without a JSON body")
         if not isinstance(data, dict):

@@ -42,6 +42,7 @@ from energy_async.providers._base import (
     Refusal,
     Wire,
     convert,
+    decode_json,
 )
 from energy_async.signing import PathSigner, Signer
 
@@ -83,7 +84,6 @@ class _Error(msgspec.Struct, frozen=True):
     message: str | None = None
 
 
-_ANY = msgspec.json.Decoder()
 _NOT_JSON = object()
 
 
@@ -146,13 +146,13 @@ class TEnergy(Provider):
 
     def unwrap(self, http_status: int, body: bytes, endpoint: str) -> Any:
         try:  # decoded once: the error body and the order share it
-            reply = _ANY.decode(body)
-        except msgspec.DecodeError:
+            reply = decode_json(body)
+        except BadResponse:
+            if http_status < 400:
+                raise
             reply = _NOT_JSON
         error = _error_in(reply)
         if error is None and http_status < 400:
-            if reply is _NOT_JSON:
-                raise BadResponse(f"response is not JSON ({len(body)} bytes)")
             return reply
         if error is None:
             kind = self.error_class(http_status, None, endpoint)

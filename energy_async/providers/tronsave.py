@@ -41,7 +41,14 @@ from energy_async.errors import (
     RequestRejected,
 )
 from energy_async.models import Account, Order, OrderPhase, OrderRequest, Quote
-from energy_async.providers._base import Idempotency, Provider, Refusal, Wire, convert
+from energy_async.providers._base import (
+    Idempotency,
+    Provider,
+    Refusal,
+    Wire,
+    convert,
+    decode_json,
+)
 from energy_async.signing import ApiKeySigner, Signer
 
 __all__ = ["TRONSAVE_MAINNET_URL", "TRONSAVE_NILE_URL", "TronSave"]
@@ -57,7 +64,6 @@ _CODES: tuple[tuple[str, type[ProviderError]], ...] = (
     ("API_KEY", AuthenticationError),
     ("NOT_FOUND", OrderNotFound),
 )
-_ANY = msgspec.json.Decoder()
 HISTORY_PAGE_SIZE = 50  # order-history.md: default 10, no maximum stated; 50 is modest
 _ENCODER = msgspec.json.Encoder()
 
@@ -151,10 +157,10 @@ class TronSave(Provider):
 
     def unwrap(self, http_status: int, body: bytes, endpoint: str) -> Any:
         try:
-            reply = _ANY.decode(body)
-        except msgspec.DecodeError:
+            reply = decode_json(body)
+        except BadResponse:
             if http_status < 400:
-                raise BadResponse(f"response is not JSON ({len(body)} bytes)") from None
+                raise
             kind = self.error_class(http_status, None, endpoint)
             return Refusal(kind, f"HTTP {http_status} without a JSON body")
         if not isinstance(reply, dict):

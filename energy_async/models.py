@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import msgspec
 
@@ -244,6 +244,11 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     balance_sun: int | None
     raw: dict[str, Any] = msgspec.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # The same bound as an order's ``balance_after_sun``: any sign, within an INTEGER.
+        if self.balance_sun is not None and abs(self.balance_sun) > _MAX_AMOUNT:
+            _out_of_range(self.provider, "balance_sun", self.balance_sun)
+
 
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
     """What an order would cost, as the provider prices it now."""
@@ -253,6 +258,17 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     transfers: int | None
     duration: str
     cost_sun: int
+
+    def __post_init__(self) -> None:
+        # The router takes the cheapest quote: a negative price would win every route.
+        if not 0 <= self.cost_sun <= _MAX_AMOUNT:
+            _out_of_range(self.provider, "cost_sun", self.cost_sun)
+
+
+def _out_of_range(provider: str, name: str, value: int) -> NoReturn:
+    from energy_async.errors import BadResponse
+
+    raise BadResponse(f"{provider} reported {name} {value}, out of range")
 
 
 class ResourceSnapshot(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from energy_async._http import RateLimiter
 from energy_async.errors import BadResponse, EnergyError
-from energy_async.models import Account, Order
+from energy_async.models import Account, Order, Quote
 from energy_async.providers import PROVIDERS, Provider, Refusal
 from energy_async.session import ProviderSession, RetryPolicy
 
@@ -150,12 +150,31 @@ BALANCE_FIELD = {
 }
 
 
-@pytest.mark.parametrize("value", ["x", 1.5, True, [1], {"sun": 1}])
+@pytest.mark.parametrize("value", ["x", 1.5, True, [1], {"sun": 1}, -(2**70)])
 @pytest.mark.parametrize("name", NAMES)
 def test_a_balance_of_the_wrong_type_or_range_is_a_bad_response(name: str, value: Any) -> None:
     provider = adapter(name)
     body = success(name, {BALANCE_FIELD[name]: value})
     raises_bad_response(lambda: decode(provider, body, parse_account))
+
+
+@pytest.mark.parametrize(
+    "balance",
+    ["²", "١٢", "+5", "-5", " 5", "1_000", "5.0", "", "1" * 5000, str(HUGE), str(2**63)],
+)
+def test_tronsave_string_balances_are_ascii_digits_in_range(balance: str) -> None:
+    # "²".isdigit() is True and int("²") a ValueError; int() refuses past 4,300 digits.
+    provider = adapter("tronsave")
+    raises_bad_response(
+        lambda: decode(provider, success("tronsave", {"balance": balance}), parse_account)
+    )
+
+
+def test_tronsave_string_balances_that_are_numbers_decode() -> None:
+    provider = adapter("tronsave")
+    for text, sun in [("0", 0), ("00012", 12), (str(2**63 - 1), 2**63 - 1)]:
+        account = decode(provider, success("tronsave", {"balance": text}), parse_account)
+        assert account.balance_sun == sun
 
 
 # --- numbers no order has: 2**70 and -5 -------------------------------------------------------
@@ -276,6 +295,57 @@ def test_balances_and_times_out_of_range_are_bad_responses(
 ) -> None:
     body = order_body(shape, **{field: value})
     raises_bad_response(lambda: decode(provider_of(shape), body, parse_order))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_account_balance_of_2_pow_70_is_a_bad_response(name: str) -> None:
+    provider = adapter(name)
+    body = success(name, {BALANCE_FIELD[name]: HUGE})
+    error = raises_bad_response(lambda: decode(provider, body, parse_account))
+    assert str(HUGE) in error.message
+    largest = success(name, {BALANCE_FIELD[name]: 2**63 - 1})
+    assert decode(provider, largest, parse_account).balance_sun == 2**63 - 1
+
+
+def test_tenergy_plain_balance_is_checked_too() -> None:
+    provider = adapter("tenergy")
+    raises_bad_response(
+        lambda: decode(provider, success("tenergy", {"balance": HUGE}), parse_account)
+    )
+
+
+# Each priced provider's estimate reply, as a success wraps it.
+QUOTES: dict[str, Callable[[int], Any]] = {
+    "catfee": lambda sun: sun,
+    "itrx": lambda sun: {"total_price": sun, "addition": 0},
+    "tronsave": lambda sun: {"estimateTrx": sun},
+}
+
+
+def test_every_priced_provider_has_a_quote_case() -> None:
+    priced = {name for name, cls in PROVIDERS.items() if cls.estimate_path is not None}
+    assert priced == set(QUOTES)
+
+
+@pytest.mark.parametrize("value", [HUGE, -5])
+@pytest.mark.parametrize("name", sorted(QUOTES))
+def test_a_quote_out_of_range_is_a_bad_response(name: str, value: int) -> None:
+    # The router sorts by price: a negative one would win every route.
+    provider = adapter(name)
+
+    def quote(provider: Provider, data: Any) -> Quote:
+        return provider.parse_quote(data, energy=65_000, duration="1h")
+
+    assert decode(provider, success(name, QUOTES[name](1_300_000)), quote).cost_sun == 1_300_000
+    raises_bad_response(lambda: decode(provider, success(name, QUOTES[name](value)), quote))
+
+
+def test_itrx_addition_cannot_make_a_price_negative() -> None:
+    provider = adapter("itrx")
+    body = success("itrx", {"total_price": 1_000, "addition": -2_000})
+    raises_bad_response(
+        lambda: decode(provider, body, lambda p, d: p.parse_quote(d, energy=65_000, duration="1h"))
+    )
 
 
 def test_the_request_filling_gaps_does_not_hide_a_bad_cost() -> None:

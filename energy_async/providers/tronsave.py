@@ -219,8 +219,11 @@ class TronSave(Provider):
         info = convert(data, _UserInfo, "tronsave user-info")
         balance = info.balance
         if isinstance(balance, str):
-            if not balance.isdigit():
+            # isdigit() alone passes "²" (a ValueError in int()) and other scripts' digits.
+            if not (balance.isascii() and balance.isdigit()):
                 raise BadResponse("tronsave user-info balance is not a whole number of sun")
+            if len(balance.lstrip("0")) > 19:  # past 2**63; int() refuses 4,300 digits
+                raise BadResponse("tronsave user-info balance is out of range")
             balance = int(balance)
         return Account(provider=self.name, balance_sun=balance, raw=self.account_raw(data))
 

@@ -305,7 +305,8 @@ def main() -> None:
 
 
 def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
-    """The same x100 levels with the code of ``args.baseline``, run now, on this machine.
+    """The same levels (x100 and real speed) with the code of ``args.baseline``, run now, on
+    this machine.
 
     The commit's tree is exported (``git archive``) to a temp directory and its own bench
     script runs there on its own package (``PYTHONPATH``), so nothing of this checkout runs.
@@ -335,6 +336,10 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
         *(str(level) for level in args.concurrency),
         "--speed",
         str(args.speed),
+        "--real-orders",
+        str(args.real_orders),
+        "--real-concurrency",
+        *(str(level) for level in args.real_concurrency),
     ]
     if args.default_limits:
         command.append("--default-limits")
@@ -352,11 +357,14 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
         "trongrid_calls_per_verified",
         "provider_calls_per_verified",
         "inclusion_to_verdict_ms",
+        "named_to_verdict_ms",
     )
+    real = old.get("real_speed", {}).get("levels", [])
     return {
         "commit": commit,
         "ran_from": ran,
         "levels": [{key: level.get(key) for key in keys} for level in old["levels"]],
+        "real_speed_levels": [{key: level.get(key) for key in keys} for level in real],
     }
 
 
@@ -434,6 +442,22 @@ def _print_table(result: dict[str, Any]) -> None:
                 f"{new['trongrid_calls_per_verified']['mean']:.2f}, provider calls "
                 f"{old['provider_calls_per_verified']['mean']:.2f} -> "
                 f"{new['provider_calls_per_verified']['mean']:.2f}"
+            )
+        ours_real = {
+            level["concurrency"]: level for level in result.get("real_speed", {}).get("levels", [])
+        }
+        for old in baseline.get("real_speed_levels", []):
+            new = ours_real.get(old["concurrency"])
+            if new is None:
+                continue
+            print(
+                f"  real speed, {old['concurrency']:>4} in flight: TG calls "
+                f"{old['trongrid_calls_per_verified']['mean']:.2f} -> "
+                f"{new['trongrid_calls_per_verified']['mean']:.2f}, provider calls "
+                f"{old['provider_calls_per_verified']['mean']:.2f} -> "
+                f"{new['provider_calls_per_verified']['mean']:.2f}, inclusion->verdict p50 "
+                f"{old['inclusion_to_verdict_ms']['p50'] / 1000:.2f} -> "
+                f"{new['inclusion_to_verdict_ms']['p50'] / 1000:.2f} s"
             )
 
 

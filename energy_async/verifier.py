@@ -581,11 +581,12 @@ def _decode(decoder: msgspec.json.Decoder[_T], content: bytes, path: str) -> _T:
     try:
         return decoder.decode(content)
     except _http.DECODE_ERRORS as error:
-        raise BadResponse(
-            f"TronGrid body is not the documented JSON: {_shown(str(error))}",
-            http_status=200,
-            path=path,
-        ) from None
+        problem = _shown(str(error))
+    # Raised outside the handler: the decode error (a UnicodeDecodeError holds the whole
+    # body) is neither the cause nor the hidden context of what callers see.
+    raise BadResponse(
+        f"TronGrid body is not the documented JSON: {problem}", http_status=200, path=path
+    )
 
 
 def _node_error(message: str, path: str, *, http_status: int) -> NodeError | RateLimited:

@@ -246,6 +246,23 @@ async def test_answer_for_another_tx_is_bad_response(trongrid: FakeTronGrid) -> 
             await client.delegation("ab" * 32)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000, b'{"EnergyLimit": 1e400}', b"<html>"],
+    ids=["not-utf8", "deep", "out-of-range", "html"],
+)
+async def test_a_body_that_does_not_decode_is_bad_response_with_nothing_attached(
+    trongrid: FakeTronGrid, body: bytes
+) -> None:
+    trongrid.on("/wallet/getaccountresource", Reply(body))
+    async with verifier(trongrid) as client:
+        with pytest.raises(BadResponse) as caught:
+            await client.snapshot(TARGET)
+    # Neither cause nor hidden context: a decode error can hold the whole body.
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("txid", ["", "ab" * 31, "zz" * 32, "0x" + "ab" * 31, " " + "ab" * 32])
 async def test_malformed_txid_is_refused_before_sending(trongrid: FakeTronGrid, txid: str) -> None:
     async with verifier(trongrid) as client:

@@ -1024,7 +1024,7 @@ async def _drain(
     from energy_async.batch import Skipped
     from energy_async.report import BatchSummary, Progress
 
-    progress = Progress(total, sys.stderr)
+    progress = Progress(total, sys.stderr, on_gone=_stderr_gone)
     summary = BatchSummary()
     report = _open_report(args)
     interrupted: list[int] = []
@@ -1235,9 +1235,32 @@ def _amount(args: argparse.Namespace) -> str:
 
 
 def _say(text: str, stream: TextIO | None = None) -> None:
-    # Nobody reads stderr any more: the work goes on.
-    with contextlib.suppress(BrokenPipeError, ValueError):
-        print(text, file=stream or sys.stderr, flush=True)
+    """A line for people, on stderr. A reader that went away (``2>&1 | head``) stops the
+    printing, never the work: orders in flight settle and are journalled all the same."""
+    target = stream or sys.stderr
+    try:
+        print(text, file=target, flush=True)
+    except (BrokenPipeError, ValueError):  # EPIPE, or a closed file: nobody reads any more
+        _silence(target)
+    except OSError:
+        pass  # this line is lost (EIO, a full disk); the next one may get through
+
+
+def _stderr_gone() -> None:
+    """The progress line could not be drawn: stderr's reader went away."""
+    _silence(sys.stderr)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a stream nobody reads any more at /dev/null, so that neither a later write nor
+    Python's flush at exit can fail on it again (the exit code stays the batch's own)."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (closed, captured)
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
 
 
 def _say_order(order: Order) -> None:
@@ -1258,12 +1281,10 @@ def _write_json(value: Any) -> None:
     try:
         sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
         sys.stdout.flush()
-    except BrokenPipeError:
+    except (BrokenPipeError, ValueError):
         _Stdout.closed = True
         # Python flushes stdout at exit; point it at /dev/null so that cannot fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _silence(sys.stdout)
 
 
 def _out_json(args: argparse.Namespace, value: Any) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TextIO
 
 from energy_async.energy import SUN_PER_TRX
@@ -141,10 +142,24 @@ class Progress:
     On a terminal it redraws in place; elsewhere (logs, CI) it prints a line now and then.
     """
 
-    def __init__(self, total: int, stream: TextIO, *, every: float | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        *,
+        every: float | None = None,
+        on_gone: Callable[[], None] | None = None,
+    ) -> None:
         self.total = total
         self.stream = stream
-        self.tty = stream.isatty()
+        try:
+            self.tty = stream.isatty()
+        except (OSError, ValueError):  # a closed stream: nothing will be drawn on it
+            self.tty = False
+        # Set once the stream cannot be written (``2>&1 | head``, a closed file): drawing stops
+        # for good, the batch never does. ``on_gone`` is told once, to silence the stream.
+        self.gone = False
+        self._on_gone = on_gone
         self.every = every if every is not None else (0.2 if self.tty else 5.0)
         self.started = time.monotonic()
         self.verdicts: Counter[Verdict] = Counter()
@@ -201,15 +216,26 @@ class Progress:
     def show(self) -> None:
         self._shown = time.monotonic()
         if self.tty:
-            self.stream.write("\r" + self.line() + "\x1b[K")
+            self._write("\r" + self.line() + "\x1b[K")
         else:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
+            self._write(self.line() + "\n")
 
     def finish(self) -> None:
         if self.tty:
-            self.stream.write("\n")
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        """Draw, unless nobody reads any more: a failed write (EPIPE, a closed file, a full
+        disk) is a display that went away, never a reason to stop the orders in flight."""
+        if self.gone:
+            return
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except (OSError, ValueError):
+            self.gone = True
+            if self._on_gone is not None:
+                self._on_gone()
 
 
 def render_summary(progress: Progress, stop_reason: str | None = None) -> str:

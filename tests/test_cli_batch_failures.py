@@ -1,0 +1,111 @@
+"""``energy-async batch`` when the world around it fails mid-flight: a reader that goes away,
+a journal that cannot grow, a limit reached before a resume, an interrupted run finished by
+the command it printed. Each runs the CLI as a subprocess against a sandbox served here and
+checks the exit code, the one-line error, the journal and the sandbox's charge books.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from energy_async.journal import Journal
+from energy_async.sandbox import Sandbox
+from tests.test_cli import ENV, urls_args
+from tests.test_cli_batch import read_first_line, rows_file
+
+pytestmark = pytest.mark.anyio
+
+BLOCK_EVERY = 0.02  # real seconds per block while a test moves the frozen chain
+
+
+@pytest.fixture
+async def frozen() -> Any:
+    """A sandbox whose chain stands still (speed 0) until the test moves it: orders sent stay
+    in flight, no delivery can land, for exactly as long as the test needs."""
+    sandbox = Sandbox(seed=41, speed=0.0)
+    async with sandbox.serve() as urls:
+        yield sandbox, urls
+
+
+@asynccontextmanager
+async def blocks_running(sandbox: Sandbox) -> AsyncIterator[None]:
+    """The chain moves on (a block every `BLOCK_EVERY` s) while the body runs."""
+
+    async def tick() -> None:
+        while True:
+            await anyio.sleep(BLOCK_EVERY)
+            sandbox.advance_blocks(1)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(tick)
+        yield
+        group.cancel_scope.cancel()
+
+
+async def journal_books(journal: Path) -> tuple[dict[str, int], list[str]]:
+    """The journal's state counts and every client_order_id it holds."""
+    async with await Journal.open(journal, create=False) as book:
+        counts = await book.counts()
+        ids = [entry.client_order_id async for entry in book.iter_entries()]
+    return counts, ids
+
+
+def each_bought_once(sandbox: Sandbox, ids: list[str]) -> None:
+    charges = sandbox.catfee.charge_counts()
+    assert {cid: charges.get(cid, 0) for cid in ids} == dict.fromkeys(ids, 1), charges
+    assert sum(charges.values()) == len(ids), charges  # and nothing else was bought
+
+
+# --- 1. a closed stderr stops the drawing, not the buying --------------------------------------
+
+
+@pytest.mark.slow  # about 3 s: two interpreter starts' worth of orders
+async def test_stdout_and_stderr_closed_mid_flight_stop_the_printing_not_the_buying(
+    frozen: Any, tmp_path: Path
+) -> None:
+    """``batch --json ... 2>&1 | head -1``: both streams on one pipe that really closes (an
+    `os.pipe` end closed here; anyio's ``aclose`` would only stop reading it) while two orders
+    are in flight and four are not sent yet. Every later write, the progress line included,
+    hits EPIPE; the batch goes on, settles and journals all six, and exits as a run whose
+    orders were all DELIVERED does (0), whoever read its output."""
+    sandbox, urls = frozen
+    rows = rows_file(tmp_path, [sandbox.new_target() for _ in range(6)])
+    journal = tmp_path / "batch.journal"
+    command = [
+        *(sys.executable, "-m", "energy_async", "batch", "--provider", "catfee", str(rows)),
+        *("--json", "--concurrency", "2", "--journal", str(journal)),
+        *urls_args(urls, "catfee"),
+    ]
+    read_end, write_end = os.pipe()
+    try:
+        process = await anyio.open_process(
+            command, stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end, env=ENV
+        )
+    finally:
+        os.close(write_end)
+    async with process:
+        with anyio.fail_after(30):
+            first = await anyio.to_thread.run_sync(read_first_line, read_end)
+            assert first, "the batch printed nothing"
+            # The chain stands still: the first two orders are out and cannot settle yet.
+            while sandbox.catfee.control.count("create") < 2:  # noqa: ASYNC110 - no event
+                await anyio.sleep(0.01)
+        os.close(read_end)  # `| head -1` is done reading
+        assert sum(sandbox.catfee.charge_counts().values()) == 2  # four rows still to send
+        async with blocks_running(sandbox):
+            with anyio.fail_after(60):
+                code = await process.wait()
+    assert code == 0
+    counts, ids = await journal_books(journal)
+    assert len(ids) == 6
+    assert counts["SETTLED"] == counts["SETTLED:DELIVERED"] == 6, counts
+    each_bought_once(sandbox, ids)

@@ -1111,25 +1111,75 @@ def _say_resume(args: argparse.Namespace, summary: BatchSummary) -> None:
         shown = " ".join(ids[:20]) + (f" ... and {len(ids) - 20} more" if len(ids) > 20 else "")
         _say(f"unsettled client_order_ids: {shown}")
     if args.journal is not None:
-        command = " ".join(
-            [
-                "energy-async batch --provider",
-                args.provider,
-                _quote_arg(str(args.file)),
-                "--journal",
-                _quote_arg(str(args.journal)),
-                "--resume",
-            ]
-        )
+        command, redacted = _resume_command(args)
         _say(f"to finish them: {command}")
+        if redacted:
+            _say(
+                "  (the journal's DSN is shown without its password and options: give them as"
+                " in this run, or the password in PGPASSWORD)"
+            )
     else:
         _say("no --journal was given: settle them with `buy --client-order-id ID` (same row)")
 
 
-def _quote_arg(text: str) -> str:
+# Options that shape only what this run prints: the run that finishes the batch picks its own
+# (and must not overwrite this run's --report).
+_NOT_FOR_RESUME = frozenset({"help", "verbose", "json", "report", "resume", "status"})
+
+
+def _resume_command(args: argparse.Namespace) -> tuple[str, bool]:
+    """The command that finishes this batch, rebuilt from the parsed options: every option
+    given that shapes what is bought and how (provider and base URLs, --skip-invalid, spend
+    limits, --token, --deadline, --concurrency, --grace, ...), shell-quoted. Never a secret:
+    credentials come from the environment, and a ``postgresql://`` journal is shown without
+    its password and options (then the second value is True)."""
     import shlex
 
-    return shlex.quote(text)
+    words = ["energy-async", "batch"]
+    redacted = False
+    for action in _batch_parser()._actions:
+        if action.dest in _NOT_FOR_RESUME:
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:  # FILE: never taken for an option
+            text = str(value)
+            words.append(f"./{text}" if text.startswith("-") else text)
+            continue
+        if value is None or value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # a switch (--skip-invalid)
+            words.append(flag)
+            continue
+        text = _option_text(action, value)
+        if action.dest == "journal" and is_dsn(text):
+            from energy_async.journal_pg import redact_dsn
+
+            shown = redact_dsn(text)
+            redacted, text = shown != text, shown
+        words += [flag, text]
+    words.append("--resume")
+    return shlex.join(words), redacted
+
+
+def _option_text(action: argparse.Action, value: object) -> str:
+    """A parsed option's value as it is typed: what its ``type`` reads back as the same."""
+    if action.type is _trx and isinstance(value, int):
+        from decimal import Decimal
+
+        return format(Decimal(value) / 1_000_000, "f")  # sun back to TRX, exactly
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same float
+    return str(value)
+
+
+def _batch_parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser = action.choices["batch"]
+            return sub
+    raise AssertionError("no batch command")  # pragma: no cover - build_parser registers it
 
 
 async def _tick(progress: Progress, run: BatchRun) -> None:

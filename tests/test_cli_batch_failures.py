@@ -7,6 +7,8 @@ checks the exit code, the one-line error, the journal and the sandbox's charge b
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,9 +20,9 @@ import anyio
 import pytest
 
 from energy_async.journal import Journal
-from energy_async.sandbox import Sandbox
-from tests.test_cli import ENV, urls_args
-from tests.test_cli_batch import read_first_line, rows_file
+from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Sandbox
+from tests.test_cli import ENV, cli, no_traceback, urls_args
+from tests.test_cli_batch import read_first_line, rows_file, signalled
 
 pytestmark = pytest.mark.anyio
 
@@ -108,4 +110,63 @@ async def test_stdout_and_stderr_closed_mid_flight_stop_the_printing_not_the_buy
     counts, ids = await journal_books(journal)
     assert len(ids) == 6
     assert counts["SETTLED"] == counts["SETTLED:DELIVERED"] == 6, counts
+    each_bought_once(sandbox, ids)
+
+
+# --- 2. the printed --resume command is the whole command --------------------------------------
+
+USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+
+
+@pytest.mark.slow  # about 4 s: an interrupted run and the resume it printed
+async def test_the_printed_resume_command_keeps_every_option_and_finishes_the_batch(
+    frozen: Any, tmp_path: Path
+) -> None:
+    """Ctrl-C with two orders in flight on a frozen chain and six rows not sent; the command
+    printed to finish the batch is taken as it is (`shlex.split`) and run. It keeps the base
+    URLs, --skip-invalid (without it the bad row refuses the file: exit 2), the limits, the
+    token, the deadline, concurrency and grace; it finishes the batch, each row bought once."""
+    sandbox, urls = frozen
+    rows = rows_file(tmp_path, [sandbox.new_target() for _ in range(7)])
+    with rows.open("a") as handle:
+        handle.write("TNotAnAddress,65000\n")
+    journal = tmp_path / "batch journal"  # a space: the command must quote it
+    options = {
+        "--provider-url": urls.catfee,
+        "--trongrid-url": urls.trongrid,
+        "--journal": str(journal),
+        "--concurrency": "2",
+        "--deadline": "60.0",
+        "--grace": "0.5",
+        "--max-energy": str(20 * 65_000),
+        "--max-trx": "100",
+        "--max-sun-per-hour": str(10**12),
+        "--token": USDT,
+    }
+    command = [
+        *("batch", "--provider", "catfee", str(rows), "--skip-invalid"),
+        *(word for pair in options.items() for word in pair),
+    ]
+    code, text = await signalled(
+        command, signal.SIGINT, when=lambda: sandbox.catfee.control.count("create") >= 2
+    )
+    assert code == 130, text
+    assert "Traceback" not in text
+    printed = [line for line in text.splitlines() if line.startswith("to finish them: ")]
+    assert len(printed) == 1, text
+    words = shlex.split(printed[0].removeprefix("to finish them: "))
+    assert words[:2] == ["energy-async", "batch"] and words[-1] == "--resume"
+    assert str(rows) in words and "--skip-invalid" in words
+    assert {flag: words[words.index(flag) + 1] for flag in options} == options
+    assert not any(secret in printed[0] for secret in (CATFEE_API_KEY, CATFEE_API_SECRET))
+    counts, ids = await journal_books(journal)
+    assert counts["INTENDED"] == 5 and counts["SENT"] + counts["ORDERED"] == 2, counts
+
+    async with blocks_running(sandbox):
+        finish = await cli(*words[1:])  # `energy-async` is `python -m energy_async` here
+    assert finish.code == 0, finish.stderr
+    no_traceback(finish)
+    counts, ids = await journal_books(journal)
+    assert len(ids) == 7  # every good row of the file
+    assert counts["SETTLED"] == counts["SETTLED:DELIVERED"] == 7, counts
     each_bought_once(sandbox, ids)

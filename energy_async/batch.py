@@ -64,7 +64,9 @@ class SpendGuard:
     ``quoted_sun_per_energy``) and, until a first price is known, let one order through at a
     time: the limit can never be overshot by a whole wave of orders. An order whose provider
     reported no price is counted at that estimate, never as free; with no estimate at all the
-    guard stops the batch (`blind`) rather than spend without counting.
+    guard stops the batch (`blind`) rather than spend without counting. With a journal, what
+    its earlier runs spent counts too (`seed_total`, and `seed` for the rolling hour): a
+    resumed batch shares one budget with the runs before it.
     """
 
     max_energy: int | None = None
@@ -82,6 +84,7 @@ class SpendGuard:
     _hour_energy: int = 0
     _hour_sun: int = 0
     _priced: anyio.Event | None = None
+    _earlier: tuple[int, int] = (0, 0)  # energy and sun spent by earlier runs (`seed_total`)
 
     def __post_init__(self) -> None:
         limits = (self.max_energy, self.max_sun, self.max_energy_per_hour, self.max_sun_per_hour)
@@ -116,6 +119,16 @@ class SpendGuard:
         """Count spending from before this run (a resumed batch, the last hour)."""
         self._spend_in_window(at, energy, sun)
 
+    def seed_total(self, energy: int, sun: int) -> None:
+        """Count what earlier runs of this batch spent (its journal) against the total limits,
+        so a resumed batch never spends its budget a second time. Their average price is the
+        estimate until a better one is known (this run's prices, or the provider's quote)."""
+        self._energy += energy
+        self._sun += sun
+        self._earlier = (self._earlier[0] + energy, self._earlier[1] + sun)
+        if self._sun_per_energy is None and energy > 0 and sun > 0:
+            self._sun_per_energy = sun / energy
+
     def must_wait(self) -> bool:
         """With a sun limit and no price known yet, one order at a time until one is priced."""
         return self.limits_sun and self._sun_per_energy is None and self._unpriced > 0
@@ -134,12 +147,18 @@ class SpendGuard:
         hour_energy, hour_sun = self._hour_energy, self._hour_sun
         estimate = round(energy * self._sun_per_energy) if self._sun_per_energy else 0
         if self.max_energy is not None and self._energy + energy > self.max_energy:
-            return f"energy limit reached: {self._energy:,} of {self.max_energy:,} spent"
+            return (
+                f"energy limit reached: {self._energy:,} of {self.max_energy:,} spent"
+                + self._before(self._earlier[0])
+            )
         if self.max_energy_per_hour is not None and hour_energy + energy > self.max_energy_per_hour:
             return f"hourly energy limit reached: {hour_energy:,} of {self.max_energy_per_hour:,}"
         spent_sun = self._sun + self._reserved_sun
         if self.max_sun is not None and spent_sun + estimate > self.max_sun:
-            return f"sun limit reached: {spent_sun:,} of {self.max_sun:,} spent or reserved"
+            return (
+                f"sun limit reached: {spent_sun:,} of {self.max_sun:,} spent or reserved"
+                + self._before(self._earlier[1])
+            )
         if self.max_sun_per_hour is not None and hour_sun + estimate > self.max_sun_per_hour:
             return f"hourly sun limit reached: {hour_sun:,} of {self.max_sun_per_hour:,}"
         self._energy += energy
@@ -148,6 +167,10 @@ class SpendGuard:
             self._unpriced += 1
         self._spend_in_window(now, energy, estimate)
         return None
+
+    @staticmethod
+    def _before(amount: int) -> str:
+        return f" ({amount:,} by earlier runs of this batch)" if amount else ""
 
     def settle(self, energy: int, order: Order | None, now: float | None = None) -> None:
         """Replace one order's reservation by what it really cost (nothing if not bought)."""
@@ -343,13 +366,14 @@ async def _batch(
 ) -> AsyncIterator[BatchRun]:
     if concurrency < 1:
         raise ConfigurationError("concurrency must be at least 1")
-    if (
-        journal is not None
-        and guard is not None
-        and (guard.max_energy_per_hour or guard.max_sun_per_hour)
-    ):
-        energy, sun = await journal.spent(since=time.time() - _HOUR)
-        guard.seed(energy, sun, time.time())
+    if journal is not None and guard is not None:
+        # What the journal's earlier runs spent counts against this run's limits: in total (a
+        # resume must not spend the budget again), and in the rolling hour.
+        if guard.max_energy is not None or guard.max_sun is not None:
+            guard.seed_total(*await journal.spent())
+        if guard.max_energy_per_hour or guard.max_sun_per_hour:
+            energy, sun = await journal.spent(since=time.time() - _HOUR)
+            guard.seed(energy, sun, time.time())
     send, receive = anyio.create_memory_object_stream[Outcome](concurrency)
     run = BatchRun(receive)
     run.route = list(route)

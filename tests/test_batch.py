@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from energy_async import DeliveryResult, OrderRequest, Verdict
@@ -154,6 +155,45 @@ async def test_sun_limit_is_never_overshot_by_a_wave_of_orders() -> None:
         assert len(results) == 3
 
 
+async def test_a_resume_counts_the_journals_spending_against_the_total_limit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "batch.journal"
+    async with stage() as st:
+        requests = requests_for(st, 5)
+        async with await Journal.open(path) as journal:
+            guard = SpendGuard(max_energy=2 * ENERGY)
+            first = await run(
+                st, requests, concurrency=1, deadline=2.0, journal=journal, spend_guard=guard
+            )
+        assert len(first) == 2
+        async with await Journal.open(path, create=False) as journal:
+            again = SpendGuard(max_energy=2 * ENERGY)  # the same limit, a new process
+            outcomes: list[Outcome] = []
+            async with st.catfee.resume(
+                journal, concurrency=1, deadline=2.0, spend_guard=again
+            ) as batch:
+                async for outcome in batch.outcomes():
+                    outcomes.append(outcome)
+        assert sum(st.sandbox.catfee.charge_counts().values()) == 2  # not 4
+        assert len(outcomes) == 3
+        assert all(isinstance(o, Skipped) and not o.sent for o in outcomes)
+        assert batch.stop_reason is not None
+        assert "130,000 by earlier runs of this batch" in batch.stop_reason
+
+
+def test_earlier_spending_counts_against_the_total_and_prices_the_next_order() -> None:
+    guard = SpendGuard(max_sun=3_000_000)
+    guard.seed_total(2 * ENERGY, 2 * 1_105_000)
+    # No quote: the earlier runs' price is the estimate, and one more order would cross it.
+    reason = guard.admit(ENERGY, now=0.0)
+    assert reason is not None and "sun limit reached: 2,210,000 of 3,000,000" in reason
+    roomy = SpendGuard(max_energy=3 * ENERGY)
+    roomy.seed_total(2 * ENERGY, 0)
+    assert roomy.admit(ENERGY, now=0.0) is None
+    assert roomy.admit(ENERGY, now=0.0) is not None
+
+
 def test_spend_guard_hourly_window_forgets_old_spending() -> None:
     guard = SpendGuard(max_energy_per_hour=2 * ENERGY)
     assert guard.admit(ENERGY, now=0.0) is None
@@ -235,7 +275,7 @@ def test_a_missing_price_is_never_free() -> None:
     guard = SpendGuard(max_sun=10_000_000)
     assert guard.admit(ENERGY, now=0.0) is None
     priced = Order(provider="catfee", id="1", client_order_id="a", target="T", energy=ENERGY)
-    guard.settle(ENERGY, priced.__class__(**{**_fields(priced), "cost_sun": 1_105_000}), now=1.0)
+    guard.settle(ENERGY, msgspec.structs.replace(priced, cost_sun=1_105_000), now=1.0)
     assert guard.admit(ENERGY, now=2.0) is None
     guard.settle(ENERGY, priced, now=3.0)  # no cost_sun: counted at the highest price seen
     assert guard._sun == 2 * 1_105_000
@@ -247,9 +287,3 @@ def test_a_missing_price_is_never_free() -> None:
     assert quoted.admit(ENERGY, now=0.0) is None
     quoted.settle(ENERGY, priced, now=1.0)
     assert quoted._sun == 17 * ENERGY and quoted.blind is None
-
-
-def _fields(order: Order) -> dict[str, object]:
-    import msgspec
-
-    return msgspec.structs.asdict(order)

@@ -21,7 +21,7 @@ import pytest
 
 from energy_async.journal import Journal
 from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Sandbox
-from tests.test_cli import ENV, cli, no_traceback, urls_args
+from tests.test_cli import ENV, SPEED, cli, no_traceback, urls_args
 from tests.test_cli_batch import read_first_line, rows_file, signalled
 
 pytestmark = pytest.mark.anyio
@@ -170,3 +170,67 @@ async def test_the_printed_resume_command_keeps_every_option_and_finishes_the_ba
     assert len(ids) == 7  # every good row of the file
     assert counts["SETTLED"] == counts["SETTLED:DELIVERED"] == 7, counts
     each_bought_once(sandbox, ids)
+
+
+# --- 3. a resumed batch shares its budget with the runs before it ------------------------------
+
+PRICE_SUN = 1_105_000  # the sandbox CatFee's price of one 65,000-energy hour
+
+
+@pytest.fixture
+async def running() -> Any:
+    sandbox = Sandbox(seed=41, speed=SPEED)
+    async with sandbox.serve() as urls:
+        yield sandbox, urls
+
+
+@pytest.mark.slow  # about 3 s per case: a run stopped by its limit, and its resume
+@pytest.mark.parametrize(
+    ("limit", "value", "says"),
+    [
+        pytest.param(
+            "--max-energy",
+            str(2 * 65_000),
+            "energy limit reached: 130,000 of 130,000 spent",
+            id="energy",
+        ),
+        pytest.param(
+            "--max-sun",
+            str(2 * PRICE_SUN + PRICE_SUN // 2),
+            "sun limit reached: 2,210,000",
+            id="sun",
+        ),
+    ],
+)
+async def test_resume_counts_what_earlier_runs_spent_against_the_total_limit(
+    running: Any, tmp_path: Path, limit: str, value: str, says: str
+) -> None:
+    """The first run stops at the limit after two orders; `--resume` with the same limit
+    sends nothing more and says why (it used to seed only the per-hour limits from the
+    journal, so the total budget was spent again: four orders for a limit of two)."""
+    sandbox, urls = running
+    rows = rows_file(tmp_path, [sandbox.new_target() for _ in range(5)])
+    journal = tmp_path / "batch.journal"
+    command = [
+        *("batch", "--provider", "catfee", str(rows), "--journal", str(journal)),
+        *("--concurrency", "1", limit, value, *urls_args(urls, "catfee")),
+    ]
+    first = await cli(*command)
+    assert first.code == 1, first.stderr  # rows not sent because of a limit
+    no_traceback(first)
+    assert says in first.stderr
+    assert sum(sandbox.catfee.charge_counts().values()) == 2
+    creates = sandbox.catfee.control.count("create")
+
+    again = await cli(*command, "--resume")
+    assert sandbox.catfee.control.count("create") == creates  # nothing more was sent
+    charges = sandbox.catfee.charge_counts()
+    assert again.code == 1, again.stderr
+    no_traceback(again)
+    assert says in again.stderr and "by earlier runs of this batch" in again.stderr
+    assert "not sent: 3 row(s)" in again.stderr
+    assert sorted(charges.values()) == [1, 1]
+    books = {"--max-energy": 65_000 * len(charges), "--max-sun": sandbox.catfee.total_charged_sun}
+    assert books[limit] <= int(value)  # the whole batch, both runs, within the one limit
+    counts, ids = await journal_books(journal)
+    assert len(ids) == 5 and counts["SETTLED:DELIVERED"] == 2 and counts["INTENDED"] == 3

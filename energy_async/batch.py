@@ -30,9 +30,12 @@ from energy_async.errors import (
     AuthenticationError,
     ConfigurationError,
     EnergyError,
+    InputError,
     InsufficientBalance,
     JournalError,
+    JournalUnavailable,
     NothingBought,
+    OutcomeUnknown,
 )
 from energy_async.models import DeliveryResult, Evidence, Order, OrderRequest, Verdict
 
@@ -507,24 +510,60 @@ async def _settle(
             resume_order=item.order,
             resumed=item.resumed,
         )
-    except NothingBought as exc:
+    except Exception as caught:  # whatever it is, it costs this order, never the batch
+        return await _failed(coordinator, item, run, journal, caught)
+
+
+async def _failed(
+    coordinator: Coordinator, item: _Item, run: BatchRun, journal: Journal | None, caught: Exception
+) -> Outcome:
+    """The outcome of an order whose settling raised. The referee's task group wraps what a
+    witness or a journal hook raised in an `ExceptionGroup`: the errors inside it are what
+    happened (a journal error first, as it stops the batch), never the group."""
+    request = item.request
+    errors = error_leaves(caught)
+    exc = next((e for e in errors if isinstance(e, JournalError)), None) or most_telling(errors)
+    if isinstance(exc, NothingBought):
         return Skipped(request, f"not sent: {exc.message}", service_down=True)
-    except (AuthenticationError, InsufficientBalance) as exc:
+    if isinstance(exc, AuthenticationError | InsufficientBalance):
         reason = f"{_money_stop(exc)}: {exc.message}"
         run.stop(reason)
         return Skipped(request, reason, sent=await _maybe_sent(journal, item))
-    except JournalError as exc:
+    if isinstance(exc, JournalError):
         _journal_failed(run, exc)
-        return _unknown(coordinator, request, f"journal write failed: {exc}")
-    except EnergyError as exc:
+        why = str(exc) if "journal" in exc.message else f"journal write failed: {exc}"
+        return _unknown(coordinator, request, why)
+    if isinstance(exc, EnergyError):
         if not await _maybe_sent(journal, item):
             return Skipped(request, f"not sent: {exc}", service_down=exc.retryable)
         return _unknown(coordinator, request, str(exc))
-    except Exception as exc:  # a bug must cost this order its verdict, not the whole batch
-        log.debug("order %s failed unexpectedly", request.client_order_id, exc_info=True)
-        return _unknown(
-            coordinator, request, f"unexpected error {type(exc).__name__}: {_first_line(exc)}"
-        )
+    # A bug must cost this order its verdict, not the whole batch.
+    log.debug("order %s failed unexpectedly", request.client_order_id, exc_info=caught)
+    return _unknown(
+        coordinator, request, f"unexpected error {type(exc).__name__}: {_first_line(exc)}"
+    )
+
+
+def error_leaves(exc: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups, in order; ``[exc]`` for any other."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in error_leaves(inner)]
+    return [exc]
+
+
+def most_telling(errors: list[BaseException]) -> BaseException:
+    """The one error to report out of a group's: a typed error over a bare cancellation."""
+    for kinds in (
+        (KeyboardInterrupt,),
+        (OutcomeUnknown,),
+        (InputError, AuthenticationError, JournalError, JournalUnavailable, NothingBought),
+        (EnergyError,),
+        (Exception,),
+    ):
+        for error in errors:
+            if isinstance(error, kinds):
+                return error
+    return errors[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ import msgspec
 from yarl import URL
 
 from energy_async import cli_workers
+from energy_async.batch import error_leaves, most_telling
 from energy_async.errors import (
     AuthenticationError,
     BadResponse,
@@ -1355,28 +1356,6 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    """The errors inside (nested) exception groups, in order."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
-def _most_telling(errors: list[BaseException]) -> BaseException:
-    """The one error to report out of a group: a typed error over a bare cancellation."""
-    for kinds in (
-        (KeyboardInterrupt,),
-        (OutcomeUnknown,),
-        (InputError, AuthenticationError, JournalError, JournalUnavailable, NothingBought),
-        (EnergyError,),
-        (Exception,),
-    ):
-        for error in errors:
-            if isinstance(error, kinds):
-                return error
-    return errors[0]
-
-
 def _answer(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one line for an error that ended a command."""
     if isinstance(exc, KeyboardInterrupt):
@@ -1418,7 +1397,7 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
     except BaseException as caught:
         if isinstance(caught, SystemExit):
             raise
-        exc = _most_telling(_leaves(caught))
+        exc = most_telling(error_leaves(caught))  # the error inside the task groups
         code, line = _answer(exc)
         logging.getLogger("energy_async.cli").debug("the command failed", exc_info=caught)
         _say(f"energy-async: {line}")

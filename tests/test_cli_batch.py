@@ -174,7 +174,16 @@ async def test_a_provider_down_from_the_start_is_exit_4_and_resume_buys_every_ro
     assert creates_before == 0
     again = await batch(urls, rows, "--journal", str(journal), "--resume", "--json")
     assert again.code == 0, again.stderr
-    bought_once_each(sandbox, [r["client_order_id"] for r in outcomes(again)])
+    # Every row of the input file, not just the ones the resume talked about, bought once.
+    targets = [line.split(",")[0] for line in rows.read_text().splitlines()[1:]]
+    assert len(targets) == 3
+    async with await Journal.open(journal, create=False) as book:
+        by_target = {
+            entry.request.target: entry.client_order_id async for entry in book.iter_entries()
+        }
+    assert sorted(by_target) == sorted(targets)
+    bought_once_each(sandbox, [by_target[target] for target in targets])
+    assert sorted(r["client_order_id"] for r in outcomes(again)) == sorted(by_target.values())
 
 
 def read_first_line(fd: int) -> bytes:

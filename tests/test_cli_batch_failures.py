@@ -71,7 +71,7 @@ def each_bought_once(sandbox: Sandbox, ids: list[str]) -> None:
 # --- 1. a closed stderr stops the drawing, not the buying --------------------------------------
 
 
-@pytest.mark.slow  # about 3 s: two interpreter starts' worth of orders
+@pytest.mark.slow  # about 4 s: an interpreter start and six orders
 async def test_stdout_and_stderr_closed_mid_flight_stop_the_printing_not_the_buying(
     frozen: Any, tmp_path: Path
 ) -> None:
@@ -119,7 +119,7 @@ async def test_stdout_and_stderr_closed_mid_flight_stop_the_printing_not_the_buy
 USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
 
-@pytest.mark.slow  # about 4 s: an interrupted run and the resume it printed
+@pytest.mark.slow  # about 5 s: an interrupted run and the resume it printed
 async def test_the_printed_resume_command_keeps_every_option_and_finishes_the_batch(
     frozen: Any, tmp_path: Path
 ) -> None:
@@ -185,7 +185,7 @@ async def running() -> Any:
         yield sandbox, urls
 
 
-@pytest.mark.slow  # about 3 s per case: a run stopped by its limit, and its resume
+@pytest.mark.slow  # about 4 s per case: a run stopped by its limit, and its resume
 @pytest.mark.parametrize(
     ("limit", "value", "says"),
     [
@@ -243,8 +243,9 @@ async def test_resume_counts_what_earlier_runs_spent_against_the_total_limit(
 # it fails with EFBIG and SQLite says "disk I/O error"). At concurrency 1 with these six rows,
 # the journal's writes fall the same way each run: at 90,000 bytes the first order settles and
 # is journalled, and the second one's order (sent, and charged) cannot be recorded. Below about
-# 86,500 or above about 94,700 the failure falls on another write (and where it falls on the
-# last write of all, the journal's own close, the journal refuses to resume: see the report).
+# 86,500 or above about 94,700 the failure falls on another write; where it falls on the
+# journal's close (the in-use mark cannot be cleared, yet SQLite's close still moves the -wal
+# into the file), the next open takes the journal for a copy without its -wal and refuses it.
 JOURNAL_LIMIT = 90_000
 
 

@@ -514,14 +514,27 @@ class Journal(AsyncResource):
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                # A clean close: the checkpoint on close moves everything into the main file.
-                connection.execute("UPDATE meta SET value = '0' WHERE key = ?", (_IN_USE,))
-            except sqlite3.Error:
-                pass  # left marked in use: the -wal file stays, and the next open reads it
-            finally:
-                connection.close()
+        if connection is None:
+            return
+        folded = False
+        try:
+            # Everything into the main file first: the flag's write then needs one page of
+            # -wal, room a full disk has just got back from the truncated -wal.
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            folded = True
+            # A clean close: the checkpoint on close moves the flag into the main file.
+            connection.execute("UPDATE meta SET value = '0' WHERE key = ?", (_IN_USE,))
+            folded = False
+        except sqlite3.Error:
+            pass  # left marked in use: the -wal file stays, and the next open reads it
+        finally:
+            connection.close()
+        if folded:
+            # Every entry is in the main file, but the flag still says "in use", and closing
+            # removed the -wal: the next open would take this intact journal for a copy made
+            # without its -wal. An empty -wal (which SQLite reads as no entries) says it is not.
+            with contextlib.suppress(OSError):
+                Path(self._path + "-wal").touch()
 
     def _closed_error(self) -> JournalError:
         return JournalError("the journal is closed", path=self._path)
@@ -688,8 +701,12 @@ def _upgrade(db: sqlite3.Connection) -> None:
 
 
 def _open_error(path: str, error: sqlite3.Error) -> JournalError:
-    if getattr(error, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+    name = getattr(error, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         message = "the journal is open in another process or Journal; close that first"
+    elif name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")):
+        message = f"cannot read or write the journal's files ({error}: disk full, or no access?)"
+        message += "; it was left as is"
     else:
         message = f"not an energy_async journal, or damaged ({error}); it was left as is"
     return JournalError(message, path=path)

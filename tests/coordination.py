@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -47,7 +48,7 @@ class Stage:
 
 
 @asynccontextmanager
-async def stage(poll: PollPolicy = FAST_POLL, **sandbox_options: float) -> AsyncIterator[Stage]:
+async def stage(poll: PollPolicy = FAST_POLL, **sandbox_options: Any) -> AsyncIterator[Stage]:
     sandbox = Sandbox(seed=11, speed=0.0, **sandbox_options)
     async with sandbox.serve() as urls:
         limiter = RateLimiter(10_000)

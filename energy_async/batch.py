@@ -118,19 +118,35 @@ class SpendGuard:
             self._hour_energy -= energy
             self._hour_sun -= sun
 
-    def seed(self, energy: int, sun: int, at: float) -> None:
+    def seed(self, energy: int, sun: int, at: float, unpriced_energy: int = 0) -> None:
         """Count spending from before this run (a resumed batch, the last hour)."""
-        self._spend_in_window(at, energy, sun)
+        self._spend_in_window(at, energy, self._earlier_sun(energy, sun, unpriced_energy))
 
-    def seed_total(self, energy: int, sun: int) -> None:
+    def seed_total(self, energy: int, sun: int, unpriced_energy: int = 0) -> None:
         """Count what earlier runs of this batch spent (its journal) against the total limits,
-        so a resumed batch never spends its budget a second time. Their average price is the
-        estimate until a better one is known (this run's prices, or the provider's quote)."""
+        so a resumed batch never spends its budget a second time."""
+        sun = self._earlier_sun(energy, sun, unpriced_energy)
         self._energy += energy
         self._sun += sun
         self._earlier = (self._earlier[0] + energy, self._earlier[1] + sun)
-        if self._sun_per_energy is None and energy > 0 and sun > 0:
-            self._sun_per_energy = sun / energy
+
+    def _earlier_sun(self, energy: int, sun: int, unpriced_energy: int) -> int:
+        """Sun spent by earlier runs, their orders whose provider reported no price (of
+        ``energy``, ``unpriced_energy`` is theirs) counted at the highest price per energy
+        unit known (the earlier runs' average, this guard's quote), never as free."""
+        priced_energy = energy - unpriced_energy
+        if priced_energy > 0 and sun > 0:
+            self._sun_per_energy = max(sun / priced_energy, self._sun_per_energy or 0.0)
+        if unpriced_energy <= 0:
+            return sun
+        if self._sun_per_energy:
+            return sun + round(unpriced_energy * self._sun_per_energy)
+        if self.limits_sun:
+            self.blind = (
+                f"earlier runs of this batch bought {unpriced_energy:,} energy at a price no"
+                " provider reported, and none is known: the sun limit can no longer be kept"
+            )
+        return sun
 
     def must_wait(self) -> bool:
         """With a sun limit and no price known yet, one order at a time until one is priced."""
@@ -373,10 +389,12 @@ async def _batch(
         # What the journal's earlier runs spent counts against this run's limits: in total (a
         # resume must not spend the budget again), and in the rolling hour.
         if guard.max_energy is not None or guard.max_sun is not None:
-            guard.seed_total(*await journal.spent())
+            energy, sun = await journal.spent()
+            guard.seed_total(energy, sun, await journal.unpriced_energy())
         if guard.max_energy_per_hour or guard.max_sun_per_hour:
-            energy, sun = await journal.spent(since=time.time() - _HOUR)
-            guard.seed(energy, sun, time.time())
+            since = time.time() - _HOUR
+            energy, sun = await journal.spent(since=since)
+            guard.seed(energy, sun, time.time(), await journal.unpriced_energy(since=since))
     send, receive = anyio.create_memory_object_stream[Outcome](concurrency)
     run = BatchRun(receive)
     run.route = list(route)

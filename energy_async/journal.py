@@ -400,14 +400,7 @@ class Journal(AsyncResource):
         cost plus activation cost the provider reported, so an order whose cost is not known
         yet adds no sun. A REJECTED order bought nothing and counts nothing.
         """
-        where = ["sent_at IS NOT NULL", "(verdict IS NULL OR verdict != 'REJECTED')"]
-        params = list[object]()
-        if since is not None:
-            where.append("sent_at >= ?")
-            params.append(since)
-        if provider is not None:
-            where.append("provider = ?")
-            params.append(provider)
+        where, params = _spent_where(since, provider)
         query = (
             "SELECT coalesce(sum(energy), 0), coalesce(sum(sun), 0) FROM entries"
             f" WHERE {' AND '.join(where)}"
@@ -416,6 +409,20 @@ class Journal(AsyncResource):
         def read(db: sqlite3.Connection) -> tuple[int, int]:
             energy, sun = db.execute(query, params).fetchone()
             return int(energy), int(sun)
+
+        return await self._read(read)
+
+    async def unpriced_energy(self, since: float | None = None, provider: str | None = None) -> int:
+        """The part of `spent`'s energy whose cost no provider reported (it adds no sun there):
+        a spend guard prices it at the highest price it knows, never as free."""
+        where, params = _spent_where(since, provider)
+        query = (
+            "SELECT coalesce(sum(energy), 0) FROM entries"
+            f" WHERE sun IS NULL AND {' AND '.join(where)}"
+        )
+
+        def read(db: sqlite3.Connection) -> int:
+            return int(db.execute(query, params).fetchone()[0])
 
         return await self._read(read)
 
@@ -538,6 +545,19 @@ class Journal(AsyncResource):
 
     def _closed_error(self) -> JournalError:
         return JournalError("the journal is closed", path=self._path)
+
+
+def _spent_where(since: float | None, provider: str | None) -> tuple[list[str], list[object]]:
+    """Orders sent (at or after ``since``, by ``provider``) that may have cost something."""
+    where = ["sent_at IS NOT NULL", "(verdict IS NULL OR verdict != 'REJECTED')"]
+    params = list[object]()
+    if since is not None:
+        where.append("sent_at >= ?")
+        params.append(since)
+    if provider is not None:
+        where.append("provider = ?")
+        params.append(provider)
+    return where, params
 
 
 # --- opening and checking the file ------------------------------------------------------------

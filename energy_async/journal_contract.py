@@ -186,3 +186,7 @@ class JournalBackend(Protocol):
     async def spent(
         self, since: float | None = None, provider: str | None = None
     ) -> tuple[int, int]: ...
+
+    async def unpriced_energy(
+        self, since: float | None = None, provider: str | None = None
+    ) -> int: ...

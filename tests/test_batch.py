@@ -194,6 +194,37 @@ def test_earlier_spending_counts_against_the_total_and_prices_the_next_order() -
     assert roomy.admit(ENERGY, now=0.0) is not None
 
 
+def test_earlier_orders_without_a_price_are_counted_at_the_highest_price_known() -> None:
+    # Two earlier orders, one priced (1,105,000 sun), one whose provider never said a price
+    # (TronSave's orders carry none): that one costs as much, not nothing.
+    guard = SpendGuard(max_sun=3_000_000)
+    guard.seed_total(2 * ENERGY, 1_105_000, unpriced_energy=ENERGY)
+    reason = guard.admit(ENERGY, now=0.0)
+    assert reason is not None and "2,210,000 of 3,000,000" in reason
+    # A quote above the earlier average is the price: never the lower of the two.
+    quoted = SpendGuard(max_sun=10_000_000, quoted_sun_per_energy=30.0)
+    quoted.seed_total(2 * ENERGY, 1_105_000, unpriced_energy=ENERGY)
+    assert quoted.admit(ENERGY, now=0.0) is None  # 1,105,000 + 1,950,000 + 1,950,000 reserved
+    # No price known at all: the sun limit cannot be kept, so nothing more is sent.
+    blind = SpendGuard(max_sun=3_000_000)
+    blind.seed_total(ENERGY, 0, unpriced_energy=ENERGY)
+    reason = blind.admit(ENERGY, now=0.0)
+    assert reason is not None and "price no provider reported" in reason
+    # An energy limit needs no price: it still counts the energy.
+    energy_only = SpendGuard(max_energy=2 * ENERGY)
+    energy_only.seed_total(ENERGY, 0, unpriced_energy=ENERGY)
+    assert energy_only.admit(ENERGY, now=0.0) is None and energy_only.blind is None
+    assert energy_only.admit(ENERGY, now=0.0) is not None
+
+
+def test_the_last_hours_unpriced_orders_count_in_the_hourly_sun_limit() -> None:
+    guard = SpendGuard(max_sun_per_hour=2_500_000, quoted_sun_per_energy=17.0)
+    guard.seed(ENERGY, 0, at=0.0, unpriced_energy=ENERGY)  # 1,105,000 at the quote
+    assert guard.admit(ENERGY, now=1.0) is None
+    reason = guard.admit(ENERGY, now=2.0)
+    assert reason is not None and "hourly sun limit" in reason
+
+
 def test_spend_guard_hourly_window_forgets_old_spending() -> None:
     guard = SpendGuard(max_energy_per_hour=2 * ENERGY)
     assert guard.admit(ENERGY, now=0.0) is None

@@ -194,6 +194,10 @@ async def test_spent_counts_what_was_sent_and_not_refused(journal: JournalBacken
     assert await journal.spent() == (130_000, 2_000_000)
     assert await journal.spent(provider="mefree") == (0, 0)
     assert await journal.spent(since=2**40) == (0, 0)
+    # Of that energy, the part no provider has priced (a spend guard must never count it free).
+    assert await journal.unpriced_energy() == 65_000
+    assert await journal.unpriced_energy(provider="mefree") == 0
+    assert await journal.unpriced_energy(since=2**40) == 0
 
 
 async def test_an_unknown_result_is_kept_but_does_not_settle(journal: JournalBackend) -> None:

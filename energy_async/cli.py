@@ -1049,6 +1049,8 @@ async def _drain(
     progress.finish()
     if report is not None:
         report.close()
+        if report.failed is not None:
+            _say(f"energy-async: --report {args.report} could not be written ({report.failed})")
     _say(summary.render(progress, stop_reason, lines=_line_numbers(args, summary)))
     if journal_error is not None:
         _say(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from energy_async.energy import SUN_PER_TRX
@@ -398,7 +398,18 @@ class ReportWriter:
 
         self._stream = stream
         self._writer = csv.writer(stream)
-        self._writer.writerow(self.FIELDS)
+        # Why the file could not be written (a full disk): the batch goes on, its orders in
+        # flight settle and are journalled; the caller says so once at the end.
+        self.failed: str | None = None
+        self._row(self.FIELDS)
+
+    def _row(self, row: Sequence[object]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._writer.writerow(row)
+        except OSError as exc:
+            self.failed = exc.strerror or type(exc).__name__
 
     def write(self, outcome: object) -> None:
         from energy_async.batch import Skipped
@@ -432,7 +443,10 @@ class ReportWriter:
                 outcome.evidence.attributed_energy or "",
                 "" if outcome.verdict is Verdict.DELIVERED else _reason(outcome),
             ]
-        self._writer.writerow(row)
+        self._row(row)
 
     def close(self) -> None:
-        self._stream.close()
+        try:
+            self._stream.close()
+        except OSError as exc:
+            self.failed = self.failed or exc.strerror or type(exc).__name__

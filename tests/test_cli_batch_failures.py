@@ -243,9 +243,8 @@ async def test_resume_counts_what_earlier_runs_spent_against_the_total_limit(
 # it fails with EFBIG and SQLite says "disk I/O error"). At concurrency 1 with these six rows,
 # the journal's writes fall the same way each run: at 90,000 bytes the first order settles and
 # is journalled, and the second one's order (sent, and charged) cannot be recorded. Below about
-# 86,500 or above about 94,700 the failure falls on another write; where it falls on the
-# journal's close (the in-use mark cannot be cleared, yet SQLite's close still moves the -wal
-# into the file), the next open takes the journal for a copy without its -wal and refuses it.
+# 86,500 or above about 94,700 the failure falls on another write (a failure on the journal's
+# close is tests/test_journal_full_disk.py's).
 JOURNAL_LIMIT = 90_000
 
 
@@ -296,4 +295,31 @@ async def test_a_journal_that_cannot_grow_is_one_journal_line_and_resume_buys_ea
     no_traceback(finish)
     counts, ids = await journal_books(journal)
     assert len(ids) == 6 and counts["SETTLED:DELIVERED"] == 6, counts
+    each_bought_once(sandbox, ids)
+
+
+# --- a --report file that cannot be written -------------------------------------------------
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.slow  # about 3 s: three orders bought and verified
+async def test_a_report_file_on_a_full_disk_is_one_line_and_every_order_settles(
+    running: Any, tmp_path: Path
+) -> None:
+    sandbox, urls = running
+    targets = [sandbox.new_target() for _ in range(3)]
+    rows = rows_file(tmp_path, targets)
+    journal = tmp_path / "batch.journal"
+    done = await cli(
+        *("batch", "--provider", "catfee", str(rows), "--journal", str(journal)),
+        *("--report", "/dev/full", *urls_args(urls, "catfee")),  # every write: ENOSPC
+    )
+    no_traceback(done)
+    assert done.code == 0, done.stderr  # every order DELIVERED; only the report is lost
+    said = [line for line in done.stderr.splitlines() if "--report" in line]
+    assert said == [
+        "energy-async: --report /dev/full could not be written (No space left on device)"
+    ]
+    counts, ids = await journal_books(journal)
+    assert counts["SETTLED:DELIVERED"] == 3
     each_bought_once(sandbox, ids)

@@ -1036,7 +1036,7 @@ async def _drain(
             async for outcome in run.outcomes():
                 summary.add(outcome)
                 if isinstance(outcome, Skipped):
-                    progress.skip()
+                    progress.skip(sent=outcome.sent)
                 else:
                     progress.add(outcome)
                 if args.json:

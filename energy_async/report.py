@@ -165,7 +165,8 @@ class Progress:
         self.verdicts: Counter[Verdict] = Counter()
         self.energy = 0
         self.cost_sun = 0
-        self.skipped = 0
+        self.skipped = 0  # not sent
+        self.unsettled = 0  # sent, left unsettled by a stop: --resume finishes them
         self.in_flight = 0
         self._shown = 0.0
 
@@ -173,9 +174,12 @@ class Progress:
     def done(self) -> int:
         return sum(self.verdicts.values())
 
-    def skip(self) -> None:
-        """A row the batch did not settle (not sent, or left unsettled by a stop)."""
-        self.skipped += 1
+    def skip(self, *, sent: bool = False) -> None:
+        """A row the batch did not settle: not sent, or (``sent``) left unsettled by a stop."""
+        if sent:
+            self.unsettled += 1
+        else:
+            self.skipped += 1
         self._maybe_show()
 
     def add(self, result: DeliveryResult) -> None:
@@ -188,12 +192,17 @@ class Progress:
 
     def _maybe_show(self) -> None:
         now = time.monotonic()
-        if now - self._shown >= self.every or self.done + self.skipped == self.total:
+        if now - self._shown >= self.every or self._finished:
             self.show()
+
+    @property
+    def _finished(self) -> bool:
+        return self.done + self.skipped + self.unsettled >= self.total
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        done = self.done + self.skipped
+        done = self.done + self.skipped + self.unsettled
+        in_flight = 0 if self._finished else self.in_flight  # the last count may be stale
         rate = self.done / elapsed
         left = max(self.total - done, 0)
         eta = f"{left / rate:.0f} s" if rate > 0 and left else "-"
@@ -206,10 +215,11 @@ class Progress:
             if verdict is not Verdict.DELIVERED and count
         )
         return (
-            f"[{bar}] {done}/{self.total} in flight {self.in_flight} delivered "
+            f"[{bar}] {done}/{self.total} in flight {in_flight} delivered "
             f"{self.verdicts[Verdict.DELIVERED]}"
             + (f" {others}" if others else "")
             + (f" not sent {self.skipped}" if self.skipped else "")
+            + (f" unsettled {self.unsettled}" if self.unsettled else "")
             + f" {rate:.1f}/s ETA {eta}"
         )
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import msgspec
@@ -27,6 +27,9 @@ from yarl import URL
 
 from energy_async import cli_workers
 from energy_async.batch import error_leaves, most_telling
+from energy_async.cli_output import say as _say
+from energy_async.cli_output import stderr_gone as _stderr_gone
+from energy_async.cli_output import write_json as _write_json
 from energy_async.errors import (
     AuthenticationError,
     BadResponse,
@@ -1287,57 +1290,10 @@ def _amount(args: argparse.Namespace) -> str:
     return f"{args.energy:,} energy" if args.energy is not None else f"{args.transfers} transfers"
 
 
-def _say(text: str, stream: TextIO | None = None) -> None:
-    """A line for people, on stderr. A reader that went away (``2>&1 | head``) stops the
-    printing, never the work: orders in flight settle and are journalled all the same."""
-    target = stream or sys.stderr
-    try:
-        print(text, file=target, flush=True)
-    except (BrokenPipeError, ValueError):  # EPIPE, or a closed file: nobody reads any more
-        _silence(target)
-    except OSError:
-        pass  # this line is lost (EIO, a full disk); the next one may get through
-
-
-def _stderr_gone() -> None:
-    """The progress line could not be drawn: stderr's reader went away."""
-    _silence(sys.stderr)
-
-
-def _silence(stream: TextIO) -> None:
-    """Point a stream nobody reads any more at /dev/null, so that neither a later write nor
-    Python's flush at exit can fail on it again (the exit code stays the batch's own)."""
-    with contextlib.suppress(OSError, ValueError):  # no file descriptor (closed, captured)
-        fd = stream.fileno()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
-
-
 def _say_order(order: Order) -> None:
     from energy_async.report import render_order
 
     _say(render_order(order))
-
-
-class _Stdout:
-    """Machine output; a reader that went away (``| head``) stops the printing, not the work."""
-
-    closed = False
-
-
-def _write_json(value: Any) -> None:
-    if _Stdout.closed:
-        return
-    try:
-        sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        _Stdout.closed = True
-        # Python flushes stdout at exit; point it at /dev/null so that cannot fail again.
-        _silence(sys.stdout)
 
 
 def _out_json(args: argparse.Namespace, value: Any) -> bool:

@@ -7,11 +7,11 @@ module is imported only once a DSN is given.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from energy_async.cli_output import say, write_json
 from energy_async.errors import InputError
 from energy_async.journal_contract import is_dsn
 
@@ -79,26 +79,24 @@ async def open_journal(dsn: str, *, create: bool) -> PgJournal:
 
 async def journal_command(args: argparse.Namespace) -> int:
     """``energy-async journal migrate|status DSN``."""
-    import msgspec
 
     dsn = require_dsn(args.dsn)
     async with await open_journal(dsn, create=args.action == "migrate") as journal:
         status = await journal.status()
     if args.json:
-        sys.stdout.write(msgspec.json.encode(status).decode() + "\n")
-    print(_render_status(journal.path, status, args.action), file=sys.stderr)
+        write_json(status)
+    say(_render_status(journal.path, status, args.action))
     return 0
 
 
 async def show_status(dsn: str, json_out: bool) -> int:
     """``batch --journal DSN --status``: the whole batch, whoever worked on it."""
-    import msgspec
 
     async with await open_journal(dsn, create=False) as journal:
         status = await journal.status()
     if json_out:
-        sys.stdout.write(msgspec.json.encode(status).decode() + "\n")
-    print(_render_status(journal.path, status, "status"), file=sys.stderr)
+        write_json(status)
+    say(_render_status(journal.path, status, "status"))
     counts = status["counts"]
     left = counts["INTENDED"] + counts["SENT"] + counts["ORDERED"]
     return 3 if counts.get("UNKNOWN") else (1 if left else 0)
@@ -148,11 +146,9 @@ async def run_pg_batch(
         counts = await journal.counts()
         total = sum(n for key, n in counts.items() if ":" not in key and key != "UNKNOWN")
         left = total - counts["SETTLED"]
-        print(
+        say(
             f"journal {journal.path}: worker {journal.worker}; {loaded} new rows loaded,"
-            f" {counts['SETTLED']} of {total} orders already settled",
-            file=sys.stderr,
-            flush=True,
+            f" {counts['SETTLED']} of {total} orders already settled"
         )
         worker = run_worker(
             coordinator,
@@ -167,11 +163,9 @@ async def run_pg_batch(
             return await drain(args, worker, left)
         finally:
             if journal.reconnects:
-                print(
+                say(
                     f"journal: the database connection was lost and re-established"
-                    f" {journal.reconnects} time(s); what was learned meanwhile was journalled",
-                    file=sys.stderr,
-                    flush=True,
+                    f" {journal.reconnects} time(s); what was learned meanwhile was journalled"
                 )
 
 

@@ -6,7 +6,10 @@ the journal and the benchmark results.
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,12 @@ from energy_async.sandbox import (
     CATFEE_API_SECRET,
     MEFREE_API_KEY,
     MEFREE_API_SECRET,
+    Delivery,
     Fault,
     Sandbox,
 )
 from tests.test_cli import ENV, SPEED, cli, urls_args
+from tests.test_cli_signals import signalled
 
 pytestmark = pytest.mark.anyio
 
@@ -213,3 +218,140 @@ async def test_cli_failure_paths_print_and_journal_no_secret(tmp_path: Path) -> 
         for path in (journal, Path(f"{journal}-wal")):
             if path.exists():
                 assert_clean(path.read_bytes().decode("latin-1"), str(path))
+
+
+# --- more failure paths: journal failure, closed stdout, SIGINT, no money, undecodable bodies ---
+
+# Runs the CLI with a file-size limit: the journal's writes fail (EFBIG; Python ignores SIGXFSZ)
+# once it outgrows it, in the middle of the batch. stdout and stderr are pipes, not limited.
+FSIZE_LIMITED = (
+    "import os, resource, sys\n"
+    "limit = int(sys.argv[1])\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'energy_async', *sys.argv[2:]])\n"
+)
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    name: str
+    code: int
+    stdout: str
+    stderr: str
+    files: list[Path]  # the journal (and its -wal) and the --report CSV
+    provider_took_the_key: bool  # the sandbox accepted signed requests: the secret was used
+    charges: dict[str | None, int]
+
+
+async def _failure_path(name: str, seed: int, tmp_path: Path, env: dict[str, str]) -> FailedRun:
+    sandbox = Sandbox(seed=seed, speed=SPEED)
+    async with sandbox.serve() as urls:
+        where = tmp_path / name
+        where.mkdir()
+        targets = [sandbox.new_target() for _ in range(4)]
+        rows = where / "rows.csv"
+        rows.write_text("to,energy\n" + "".join(f"{t},65000\n" for t in targets))
+        journal, report = where / "batch.journal", where / "report.csv"
+        args = [
+            *("batch", "--provider", "catfee", str(rows), "-vv", "--json"),
+            *("--journal", str(journal), "--report", str(report), "--concurrency", "2"),
+            *urls_args(urls, "catfee"),
+        ]
+        faults = sandbox.catfee.control.faults
+        if name == "journal-write-fails":
+            done = await anyio.run_process(
+                [sys.executable, "-c", FSIZE_LIMITED, "60000", *args], env=env, check=False
+            )
+            code, out, err = done.returncode, done.stdout.decode(), done.stderr.decode()
+        elif name == "stdout-closed":
+            code, out, err = await _first_line_then_close_stdout(args, env)
+        elif name == "sigint":
+            for target in targets:
+                sandbox.catfee.delivery.for_target(target, Delivery.NEVER_LANDS)
+            run = await signalled(
+                [*args, "--grace", "0.5", "--deadline", "60"],
+                [(signal.SIGINT, lambda _: sandbox.catfee.control.count("create") >= 2)],
+                env=env,
+            )
+            code, out, err = run.code, run.stdout, run.stderr
+        else:
+            if name == "insufficient-balance":
+                sandbox.catfee.delivery.for_target(targets[1], Delivery.REFUSE)
+                args += ["--concurrency", "1"]
+            elif name == "create-body-garbled":  # charged, then the answer cut in half
+                faults.inject(Fault.TRUNCATED_JSON, times=100_000, endpoint="create")
+            elif name == "status-body-not-json":
+                faults.inject(Fault.NON_JSON, times=100_000, endpoint="get")
+            done = await anyio.run_process(
+                [sys.executable, "-m", "energy_async", *args, "--deadline", "1.5"],
+                env=env,
+                check=False,
+            )
+            code, out, err = done.returncode, done.stdout.decode(), done.stderr.decode()
+        took = any(r.status == 200 for r in sandbox.catfee.control.requests)
+        charges = sandbox.catfee.charge_counts()
+    files = [journal, Path(f"{journal}-wal"), report]
+    return FailedRun(name, code, out, err, [f for f in files if f.exists()], took, charges)
+
+
+async def _first_line_then_close_stdout(
+    args: list[str], env: dict[str, str]
+) -> tuple[int, str, str]:
+    """`batch --json | head -1`: stdout closed after the first result."""
+    async with await anyio.open_process(
+        [sys.executable, "-m", "energy_async", *args], env=env
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        err = bytearray()
+
+        async def drain() -> None:
+            assert process.stderr is not None
+            async for chunk in process.stderr:
+                err.extend(chunk)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(drain)
+            first = await process.stdout.receive()
+            await process.stdout.aclose()
+            code = await process.wait()
+    return code, first.decode(), err.decode()
+
+
+EXPECTED = {
+    "journal-write-fails": 3,  # the orders in flight when it failed are UNKNOWN
+    "stdout-closed": 0,
+    "sigint": 130,
+    "insufficient-balance": 1,
+    "create-body-garbled": 0,  # the create replayed by client_order_id: bought once
+    "status-body-not-json": 0,  # the chain shows the energy: delivered
+}
+
+
+@pytest.mark.slow  # six batches at once, each against its own sandbox: about 6 s
+async def test_more_cli_failure_paths_leave_no_secret_in_output_logs_journal_or_report(
+    tmp_path: Path,
+) -> None:
+    env = {**ENV, "TRONGRID_API_KEY": TRONGRID_KEY}
+    runs: list[FailedRun] = []
+
+    async def one(name: str, seed: int) -> None:
+        runs.append(await _failure_path(name, seed, tmp_path, env))
+
+    async with anyio.create_task_group() as group:
+        for seed, name in enumerate(EXPECTED, start=70):
+            group.start_soon(one, name, seed)
+    codes = {run.name: run.code for run in runs}
+    assert codes == EXPECTED, {run.name: run.stderr[-800:] for run in runs}
+    journal_failed = next(run for run in runs if run.name == "journal-write-fails")
+    assert "energy-async: journal error:" in journal_failed.stderr
+    for run in runs:
+        assert run.provider_took_the_key, run.name
+        assert set(run.charges.values()) <= {1}, (run.name, run.charges)  # nothing bought twice
+        assert " DEBUG " in run.stderr, run.name  # -vv: the DEBUG log is part of what is searched
+        assert "Traceback" not in run.stderr.split("DEBUG energy_async.cli")[0], run.stderr
+        assert_clean(run.stdout, f"{run.name}: CLI stdout")
+        assert_clean(run.stderr, f"{run.name}: CLI stderr (with -vv DEBUG logs)")
+        names = {path.name for path in run.files}
+        assert {"batch.journal", "report.csv"} <= names, (run.name, names)
+        for path in run.files:
+            assert_clean(path.read_bytes().decode("latin-1"), f"{run.name}: {path.name}")

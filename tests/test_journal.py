@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import textwrap
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from energy_async.models import (
     StatusChange,
     Verdict,
 )
+from energy_async.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -801,19 +803,115 @@ async def test_a_schema_1_journal_is_upgraded_and_keeps_its_entries(path: Path) 
         db.close()
 
 
-async def test_a_missing_or_read_only_directory_says_so(tmp_path: Path) -> None:
+# --- a directory the journal cannot be written in -----------------------------------------------
+
+_SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+_NOT_ROOT_ENOUGH = 77  # the probe's exit code: the directory is still writable
+
+
+def _without_dac_override() -> list[str] | None:
+    """A command prefix that runs its command without the capabilities that let root write
+    anywhere (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that a 0o500 directory is read-only to
+    it as to anyone: capsh (libcap2-bin) where installed, else setpriv (util-linux, on every
+    Debian). Empty when not root; None when neither tool is there."""
+    if os.geteuid() != 0:
+        return []
+    if capsh := shutil.which("capsh", path=_SBIN):
+        return [capsh, "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$0" "$@"']
+    if setpriv := shutil.which("setpriv", path=_SBIN):
+        return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    return None
+
+
+def read_only_runner(directory: Path) -> list[str]:
+    """The prefix under which ``directory`` (mode 0o500) is read-only, checked by a probe run
+    under it; the test is skipped, saying why, only when no such run is possible here."""
+    prefix = _without_dac_override()
+    if prefix is None:
+        pytest.skip("root, and neither capsh nor setpriv to drop CAP_DAC_OVERRIDE")
+    probe = "import os, sys; sys.exit(77 if os.access(sys.argv[1], os.W_OK) else 0)"
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", probe, str(directory)], capture_output=True, text=True
+    )
+    if done.returncode == _NOT_ROOT_ENOUGH:
+        pytest.skip(f"{directory} stays writable even under {prefix[:1]} (no CAP_SETPCAP here?)")
+    if done.returncode != 0:
+        pytest.skip(f"cannot drop CAP_DAC_OVERRIDE with {prefix[:1]}: {done.stderr.strip()}")
+    return prefix
+
+
+@pytest.fixture
+def locked(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "locked"
+    directory.mkdir()
+    directory.chmod(0o500)
+    try:
+        yield directory
+    finally:
+        directory.chmod(0o700)
+
+
+_OPEN_IN_LOCKED = """
+import asyncio, sys
+from energy_async.errors import JournalError
+from energy_async.journal import Journal
+try:
+    asyncio.run(Journal.open(sys.argv[1]))
+except JournalError as error:
+    print(error)
+else:
+    print("opened")
+"""
+
+
+async def test_a_missing_or_read_only_directory_says_so(tmp_path: Path, locked: Path) -> None:
     with pytest.raises(JournalError, match="no directory"):
         await Journal.open(tmp_path / "nowhere" / "journal")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
+    if not os.access(locked, os.W_OK):  # not root: this process meets the read-only directory
         with pytest.raises(JournalError, match="not writable"):
             await Journal.open(locked / "journal")
-    finally:
-        locked.chmod(0o700)
+        return
+    # Root writes anywhere: the open runs in a process without that power.
+    prefix = read_only_runner(locked)
+    done = await anyio.run_process(
+        [*prefix, sys.executable, "-c", _OPEN_IN_LOCKED, str(locked / "journal")], check=False
+    )
+    said = done.stdout.decode().strip()
+    assert done.returncode == 0, done.stderr.decode()
+    assert said.startswith(f"cannot open the journal: the directory {locked} is not writable")
+    assert os.listdir(locked) == []
+
+
+@pytest.mark.slow  # a CLI run in a subprocess, under capsh or setpriv as root: about 1 s
+async def test_batch_with_a_journal_in_a_read_only_directory_is_one_line_exit_2_nothing_bought(
+    locked: Path, tmp_path: Path
+) -> None:
+    from tests.test_cli import ENV, SPEED, urls_args
+
+    prefix = read_only_runner(locked)
+    sandbox = Sandbox(seed=81, speed=SPEED)
+    async with sandbox.serve() as urls:
+        rows = tmp_path / "rows.csv"
+        rows.write_text(f"to,energy\n{sandbox.new_target()},65000\n")
+        done = await anyio.run_process(
+            [
+                *prefix,
+                *(sys.executable, "-m", "energy_async", "batch", "--provider", "catfee"),
+                *(str(rows), "--journal", str(locked / "j.sqlite"), *urls_args(urls, "catfee")),
+            ],
+            env=ENV,
+            check=False,
+        )
+        stderr = done.stderr.decode()
+        assert done.returncode == 2, stderr
+        assert "Traceback" not in stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and f"the directory {locked} is not writable" in lines[0], stderr
+        assert "nothing was bought" in lines[0]
+        assert done.stdout == b""
+        assert sandbox.catfee.control.count("create") == 0
+        assert sandbox.catfee.total_charged_sun == 0
+    assert os.listdir(locked) == []
 
 
 async def test_a_directory_is_refused(tmp_path: Path) -> None:

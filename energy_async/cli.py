@@ -1112,10 +1112,10 @@ def _open_report(args: argparse.Namespace) -> ReportWriter | None:
 
 
 def _say_resume(args: argparse.Namespace, summary: BatchSummary) -> None:
-    ids = summary.unsettled_ids
-    if ids:
-        shown = " ".join(ids[:20]) + (f" ... and {len(ids) - 20} more" if len(ids) > 20 else "")
-        _say(f"unsettled client_order_ids: {shown}")
+    from energy_async.report import shown_ids
+
+    if summary.unsettled_ids:
+        _say(f"unsettled client_order_ids: {shown_ids(summary.unsettled_ids)}")
     if args.journal is not None:
         command, redacted = _resume_command(args)
         _say(f"to finish them: {command}")

@@ -277,7 +277,7 @@ class BatchSummary:
         self.rows: list[tuple[str, str, str, str]] = []  # id, target, verdict, reason
         self.more_rows = 0
         self.unsettled_ids: list[str] = []
-        self.not_sent: Counter[str] = Counter()
+        self.not_sent: dict[str, list[str]] = {}  # reason: the client_order_ids not sent
         self.service_down = 0
         self.credentials_refused = False
         self.unknown = 0
@@ -296,7 +296,7 @@ class BatchSummary:
                     outcome.client_order_id, outcome.request.target, "UNSETTLED", outcome.reason
                 )
             else:
-                self.not_sent[outcome.reason] += 1
+                self.not_sent.setdefault(outcome.reason, []).append(outcome.client_order_id)
                 self.service_down += outcome.service_down
             self.credentials_refused |= outcome.reason.startswith("credentials refused")
             return
@@ -319,7 +319,11 @@ class BatchSummary:
             self.more_rows += 1
 
     def named_ids(self) -> set[str]:
-        return {row[0] for row in self.rows}
+        """Every client_order_id the summary names: rows not DELIVERED, and rows not sent."""
+        named = {row[0] for row in self.rows}
+        for ids in self.not_sent.values():
+            named.update(ids)
+        return named
 
     def exit_code(self) -> int:
         """3 if anything is UNKNOWN or unsettled, else 2 if the credentials were refused, else
@@ -331,7 +335,7 @@ class BatchSummary:
             return 2
         if self.service_down:
             return 4
-        if self.other or sum(self.not_sent.values()):
+        if self.other or self.not_sent:
             return 1
         return 0
 
@@ -357,9 +361,33 @@ class BatchSummary:
                 f"paid for energy that did not arrive: {trx(self.paid_for_nothing_sun)}"
                 " (PROVIDER_MISMATCH, NOT_DELIVERED, UNDER_DELIVERED shortfall)"
             )
-        for reason, count in self.not_sent.items():
-            text.append(f"not sent: {count} row(s): {reason}")
+        for reason, ids in self.not_sent.items():
+            text.append(f"not sent: {len(ids)} row(s): {reason}")
+            text.append(f"  {_rows_named(ids, lines)}")
         return "\n".join(text)
+
+
+def _rows_named(ids: list[str], lines: dict[str, int]) -> str:
+    """Rows as the file's line numbers in runs ("lines 5-7, 12"); ids where a line is not
+    known (a file changed since it was read)."""
+    runs: list[list[int]] = []
+    for number in sorted(lines[cid] for cid in ids if cid in lines):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    spans = [str(a) if a == b else f"{a}-{b}" for a, b in runs]
+    parts = [f"lines {', '.join(spans)}"] if spans else []
+    unknown = [cid for cid in ids if cid not in lines]
+    if unknown:
+        parts.append(f"client_order_ids {shown_ids(unknown)}")
+    return "; ".join(parts)
+
+
+def shown_ids(ids: list[str], limit: int = 20) -> str:
+    """The first ``limit`` ids, and how many more."""
+    more = f" ... and {len(ids) - limit} more" if len(ids) > limit else ""
+    return " ".join(ids[:limit]) + more
 
 
 def _paid_for_nothing(result: DeliveryResult) -> int:

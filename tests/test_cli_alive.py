@@ -287,6 +287,7 @@ async def test_verify_by_client_order_id_rejudges_the_journalled_order_and_buys_
     assert sandbox.catfee.charge_counts() == {"row-honest": 1, "row-cheated": 1}
 
 
+@pytest.mark.slow  # the refusal waits out the journal's busy timeout: about 1 s
 @pytest.mark.anyio
 @pytest.mark.xfail(
     strict=True,

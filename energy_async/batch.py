@@ -546,7 +546,8 @@ async def _failed(
     if isinstance(exc, AuthenticationError | InsufficientBalance):
         reason = f"{_money_stop(exc)}: {exc.message}"
         run.stop(reason)
-        return Skipped(request, reason, sent=await _maybe_sent(journal, item))
+        sent = not exc.not_sent and await _maybe_sent(journal, item)
+        return Skipped(request, reason, sent=sent)
     if isinstance(exc, JournalError):
         _journal_failed(run, exc)
         why = str(exc) if "journal" in exc.message else f"journal write failed: {exc}"

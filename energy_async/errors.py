@@ -58,6 +58,9 @@ class EnergyError(Exception):
     """
 
     retryable: bool = False
+    # The request is known to have bought nothing: no byte of it left this host, or the
+    # provider refused it before any charge and no earlier attempt of it may have bought.
+    not_sent: bool = False
 
     def __init__(self, message: str, **context: Unpack[ErrorContext]) -> None:
         super().__init__(message)

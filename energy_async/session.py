@@ -604,7 +604,7 @@ class ProviderSession(AsyncResource):
                 f"could not connect: {_describe(exc)}", **self._context(call, attempts)
             )
             # No byte left this host: a create that only ever failed so bought nothing.
-            error.not_sent = True  # type: ignore[attr-defined]
+            error.not_sent = True
             error.__cause__ = safe_cause(exc)
             return Step(error, again=True)
         if isinstance(exc, _MAYBE_SENT):

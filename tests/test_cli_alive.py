@@ -385,13 +385,6 @@ async def test_credentials_refused_mid_batch_stop_new_orders_and_name_the_rows_n
 
 
 @pytest.mark.slow  # a CLI run of about 1.5 s
-@pytest.mark.xfail(
-    strict=True,
-    reason="batch._settle: an AuthenticationError raised by the create (a 401: nothing "
-    "charged) becomes Skipped(sent=_maybe_sent(...)) -> 'unsettled', so "
-    "BatchSummary.exit_code() answers 3 (unsettled) instead of the README's 2 for refused "
-    "credentials; an insufficient-balance refusal of a create is 'not_sent' instead",
-)
 @pytest.mark.anyio
 async def test_credentials_refused_at_a_create_are_exit_2_and_that_row_not_sent(
     served: Any, tmp_path: Path

@@ -212,10 +212,13 @@ class ProviderWitness:
         try:
             order = await self.session.place(state.request, meter=self.meter)
         except (AuthenticationError, InputError) as exc:
-            referee.fail(exc)  # wrong for every order: configuration, not a verdict
+            # Wrong for every order: configuration, not a verdict. Refused before any charge,
+            # so nothing was bought unless an earlier attempt of this create may have been.
+            exc.not_sent = not referee.state.unsettled
+            referee.fail(exc)
             return
         except NetworkError as exc:
-            if getattr(exc, "not_sent", False) and not referee.state.unsettled:
+            if exc.not_sent and not referee.state.unsettled:
                 referee.fail(self._never_left(exc))  # fail fast: nothing was bought
                 return
             referee.observe(CreateUnsettled(type(exc).__name__, str(exc), anyio.current_time()))

@@ -37,6 +37,7 @@ from energy_async.errors import (
     EnergyError,
     InputError,
     InsufficientBalance,
+    JournalBusy,
     JournalError,
     JournalUnavailable,
     NodeError,
@@ -106,14 +107,33 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _whole(text: str) -> int:
+    """A whole number written in the digits 0-9 alone: ``int`` would also take ``1_0`` (10),
+    other scripts' digits and spaces, none of which a person means in an amount of money."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise argparse.ArgumentTypeError(f"not a whole number (digits 0-9): {text[:40]!r}")
+    return int(text)
+
+
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
+
+
+def _url(text: str) -> str:
+    """A base URL given on the command line; an empty one (a script's unset ``"$VAR"``) is
+    an error, never a silent fall back to the environment's or the mainnet URL."""
+    from energy_async._http import check_base_url
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty")
+    try:
+        check_base_url(text, what="base_url")
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
 
 
 def _port(text: str) -> int:
@@ -207,8 +227,8 @@ def _add_buy(commands: argparse._SubParsersAction[_Parser]) -> None:
     _provider_options(buy)
     buy.add_argument("--to", metavar="ADDRESS", help="the address to receive")
     amount = buy.add_mutually_exclusive_group()
-    amount.add_argument("--energy", type=int, metavar="N", help="energy units (>= 65,000)")
-    amount.add_argument("--transfers", type=int, metavar="N", help="USDT transfers (Mefree)")
+    amount.add_argument("--energy", type=_whole, metavar="N", help="energy units (>= 65,000)")
+    amount.add_argument("--transfers", type=_whole, metavar="N", help="USDT transfers (Mefree)")
     buy.add_argument("--duration", default="1h", help="rental duration")
     buy.add_argument("--client-order-id", metavar="ID", help="your idempotency key")
     _deadline_option(buy, "seconds to wait for the verdict")
@@ -256,7 +276,7 @@ def _add_verify(commands: argparse._SubParsersAction[_Parser]) -> None:
     verify.add_argument(
         "--provider", choices=_provider_names(), help="the provider of the order (not for --to)"
     )
-    verify.add_argument("--provider-url", metavar="URL", help="provider base URL")
+    verify.add_argument("--provider-url", type=_url, metavar="URL", help="provider base URL")
     verify.add_argument("--journal", type=Path, metavar="PATH", help="the batch's journal")
     _deadline_option(verify, "seconds to watch the chain for an order")
     _trongrid_option(verify)
@@ -267,7 +287,7 @@ def _add_verify(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _add_quote(commands: argparse._SubParsersAction[_Parser]) -> None:
     quote = _command(commands, "quote", "what an order would cost (where a price is published)")
     _provider_options(quote)
-    quote.add_argument("--energy", type=int, required=True, metavar="N")
+    quote.add_argument("--energy", type=_whole, required=True, metavar="N")
     quote.add_argument("--duration", default="1h", help="rental duration")
     _json_option(quote)
     quote.set_defaults(handler=_quote)
@@ -352,6 +372,7 @@ def _provider_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", required=True, choices=(*_provider_names(), _AUTO))
     parser.add_argument(
         "--provider-url",
+        type=_url,
         metavar="URL",
         help=f"provider base URL (default: {_ENV_URL.format('<PROVIDER>')} or the mainnet URL)",
     )
@@ -375,6 +396,7 @@ def _deadline_option(parser: argparse.ArgumentParser, what: str) -> None:
 def _trongrid_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trongrid-url",
+        type=_url,
         metavar="URL",
         default=None,
         help=f"TronGrid base URL (default: {_TRONGRID_URL_ENV} or {_DEFAULT_TRONGRID_URL})",
@@ -403,6 +425,7 @@ async def _buy(args: argparse.Namespace) -> int:
     if args.provider == _AUTO:
         return await _buy_auto(args)
     provider = _provider(args)
+    trongrid = None if args.no_verify else _trongrid_url(args)
     async with ProviderSession(provider) as session:
         request = session.prepare(
             target=args.to,
@@ -420,7 +443,8 @@ async def _buy(args: argparse.Namespace) -> int:
             _say_order(order)
             _out_json(args, {"verdict": None, "order": order})
             return EXIT_DELIVERED
-        async with Verifier(base_url=_trongrid_url(args)) as verifier:
+        assert trongrid is not None
+        async with Verifier(base_url=trongrid) as verifier:
             coordinator = Coordinator(session, verifier)
             _say(f"watching the provider and the chain (deadline {args.deadline:g} s) ...")
             async with anyio.create_task_group() as group:
@@ -477,8 +501,14 @@ async def _order_id_from_journal(args: argparse.Namespace) -> str:
             "--client-order-id needs --journal PATH: no provider documents a lookup by your id"
             " (to settle an order of unknown outcome, run `buy` again with the same id)"
         )
-    async with await Journal.open(args.journal, create=False) as journal:
-        entry = await journal.get(args.client_order_id)
+    try:
+        async with await Journal.open(args.journal, create=False) as journal:
+            entry = await journal.get(args.client_order_id)
+    except JournalBusy as exc:
+        raise JournalBusy(
+            f"{exc.message}; meanwhile an order is read by the provider's id (`order ORDER_ID`)",
+            path=exc.path,
+        ) from None
     if entry is None:
         raise InputError(f"client_order_id {args.client_order_id} is not in {args.journal}")
     if entry.order is None:
@@ -640,6 +670,8 @@ async def _batch(args: argparse.Namespace) -> int:
         if args.journal is None or not is_dsn(args.journal):
             raise InputError("--status needs --journal postgresql://... (a shared journal)")
         return await cli_workers.show_status(args.journal, args.json)
+    if args.token is not None:
+        _check_token_for(args.file, args.token)
     if args.provider == _AUTO:
         return await _batch_auto(args)
     provider = _provider(args)
@@ -753,6 +785,18 @@ async def _route_batch(args: argparse.Namespace, client: Client) -> tuple[str, l
     energy = max(row.energy or 0 for row in rows.values())
     duration = next(iter(rows.values())).duration
     return await client.router.pick(energy=energy, duration=duration, accepts=takes_every_row)
+
+
+def _check_token_for(file: Path, token: str) -> None:
+    """``--token`` is bad input unless it is an address and the file is one of payouts."""
+    from energy_async.address import validate_address
+    from energy_async.batchfile import FileKind, kind_of
+
+    validate_address(token)
+    if kind_of(file) is not FileKind.PAYOUTS:
+        raise InputError(
+            "--token is for a payout file (from,usdt_to,amount); this one is a file of orders"
+        )
 
 
 async def _run_batch(
@@ -1283,7 +1327,12 @@ def _provider(args: argparse.Namespace) -> Provider:
 
 
 def _trongrid_url(args: argparse.Namespace) -> str:
-    return str(args.trongrid_url or os.environ.get(_TRONGRID_URL_ENV) or _DEFAULT_TRONGRID_URL)
+    """The flag's, else the environment's, else mainnet's; checked here, so that a bad one
+    is refused before anything is said or sent."""
+    from energy_async._http import check_base_url
+
+    url = args.trongrid_url or os.environ.get(_TRONGRID_URL_ENV) or _DEFAULT_TRONGRID_URL
+    return str(check_base_url(url, what="TronGrid base_url"))
 
 
 def _amount(args: argparse.Namespace) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "InsufficientBalance",
     "InvalidAddress",
     "InvalidOrder",
+    "JournalBusy",
     "JournalError",
     "JournalUnavailable",
     "NetworkError",
@@ -227,6 +228,11 @@ class NodeError(EnergyError):
 
 class JournalError(EnergyError):
     """The journal file is corrupt, foreign, or from a newer version; it was not modified."""
+
+
+class JournalBusy(JournalError):
+    """Another process or `Journal` holds the journal (a batch still running holds its file
+    alone, for writing and reading); it was not modified."""
 
 
 class JournalUnavailable(JournalError):

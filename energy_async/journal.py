@@ -54,7 +54,7 @@ import anyio
 import msgspec
 from anyio.abc import AsyncResource
 
-from energy_async.errors import JournalError
+from energy_async.errors import JournalBusy, JournalError
 from energy_async.journal_contract import (
     check_belongs,
     check_request,
@@ -723,8 +723,12 @@ def _upgrade(db: sqlite3.Connection) -> None:
 def _open_error(path: str, error: sqlite3.Error) -> JournalError:
     name = getattr(error, "sqlite_errorname", "")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        message = "the journal is open in another process or Journal; close that first"
-    elif name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")):
+        return JournalBusy(
+            "the journal is open in another process or Journal (a batch still running holds"
+            " it alone); wait for that one to end",
+            path=path,
+        )
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")):
         message = f"cannot read or write the journal's files ({error}: disk full, or no access?)"
         message += "; it was left as is"
     else:

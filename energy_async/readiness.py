@@ -191,6 +191,10 @@ def _token_units(amount: str | Decimal | int) -> Decimal:
         raise InputError(
             f"amount must be a str, Decimal or int of token units, not {type(amount).__name__}"
         )
+    if isinstance(amount, str) and not (amount.isascii() and "_" not in amount):
+        # Decimal() also takes "1_000" and other scripts' digits, which a file of payouts
+        # never means; "1E+3" (how str(Decimal) may print) stays an amount.
+        raise InputError(f"amount must be written in the digits 0-9, e.g. 12.5: {amount[:40]!r}")
     try:
         value = Decimal(amount.strip() if isinstance(amount, str) else amount)
     except InvalidOperation:
@@ -643,6 +647,11 @@ async def buy_for_transfer(
         )
 
     provider = coordinator.session.provider
+    # The order's own terms are checked before the chain is read: bad input is refused as
+    # such, whatever the transfer turns out to need (nothing is sent by prepare).
+    coordinator.session.prepare(
+        target=sender, energy=MIN_ENERGY, duration=duration, client_order_id=client_order_id
+    )
     return await buy_missing(
         checker or ReadinessChecker(coordinator.verifier),
         sender=sender,

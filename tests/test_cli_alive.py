@@ -258,7 +258,7 @@ async def test_verify_by_client_order_id_rejudges_the_journalled_order_and_buys_
             *urls_args(urls, "catfee"),
         )
 
-    # One after the other: a lookup holds the journal as a batch does (see the xfail below).
+    # One after the other: a lookup holds the journal as a batch does (see the test below).
     for cid in ("row-honest", "row-cheated", "row-later", "row-nobody"):
         await verify(cid)
 
@@ -289,16 +289,12 @@ async def test_verify_by_client_order_id_rejudges_the_journalled_order_and_buys_
 
 @pytest.mark.slow  # the refusal waits out the journal's busy timeout: about 1 s
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="`order`/`verify --client-order-id ID --journal J` open J with Journal.open, which "
-    "takes it for writing: while a batch runs on J (or another lookup reads it) the lookup "
-    "answers 'journal error: the journal is open in another process or Journal; close that "
-    "first', exit 2, though it only reads one entry",
-)
-async def test_order_by_client_order_id_reads_the_journal_of_a_batch_still_running(
+async def test_order_by_client_order_id_while_a_batch_holds_the_journal_says_what_to_do(
     served: Any, tmp_path: Path, inproc: Any
 ) -> None:
+    """A running batch holds its SQLite journal alone (exclusive locking: a second batch on it
+    could buy twice), so a lookup by client_order_id cannot read it meanwhile; it says so in
+    one line and names the lookup that works, by the provider's id."""
     sandbox, urls = served
     path = tmp_path / "batch.journal"
     catfee = CatFee(api_key=CATFEE_API_KEY, api_secret=CATFEE_API_SECRET, base_url=urls.catfee)
@@ -313,8 +309,14 @@ async def test_order_by_client_order_id_reads_the_journal_of_a_batch_still_runni
             *("order", "--provider", "catfee", "--client-order-id", "r1"),
             *("--journal", str(path), "--json", "--provider-url", urls.catfee),
         )
-    assert run.code == 0, run.stderr
-    assert json.loads(run.stdout)["id"] == placed.id
+        by_id = await inproc(
+            *("order", "--provider", "catfee", placed.id, "--json"),
+            *("--provider-url", urls.catfee),
+        )
+    assert run.code == 2 and run.stdout == "" and len(run.stderr.strip().splitlines()) == 1
+    assert "a batch still running holds it alone" in run.stderr
+    assert "`order ORDER_ID`" in run.stderr
+    assert by_id.code == 0 and json.loads(by_id.stdout)["id"] == placed.id
 
 
 # --- credentials refused in the middle of a batch ----------------------------------------------

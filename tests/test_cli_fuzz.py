@@ -363,8 +363,8 @@ def test_buy_for_a_transfer_with_any_bad_argument_is_exit_2_one_line_nothing_sen
     assert_refused(code, out, err, served, before)
 
 
-# Every command that takes a base URL, with that URL bad and the other one the sandbox's. Not
-# `buy --trongrid-url`: it prints "buying ..." before the refusal (see the xfail below).
+# Every command that takes a base URL, with that URL bad and the other one the sandbox's
+# (`buy --trongrid-url` has a test of its own below, from the flag and the environment).
 URL_COMMANDS: dict[tuple[str, str], list[str]] = {
     ("buy", "--provider-url"): ["buy", "--provider", "catfee", "--to", "{t}", "--energy", "65000"],
     ("buy", "--provider-url (transfer)"): [
@@ -423,12 +423,6 @@ def test_a_bad_base_url_is_exit_2_one_line_nothing_sent(
 # --- bugs the fuzzing found (each one example; strict: they fail until fixed) --------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._provider and cli._trongrid_url read `args.provider_url or env or default`: an "
-    'empty --provider-url/--trongrid-url (a script\'s unset "$VAR") is taken as not given and '
-    "falls back to ENERGY_ASYNC_*_URL, or to the mainnet URL with the real credentials",
-)
 def test_an_empty_base_url_is_refused_not_replaced_by_the_default(
     served: Served,
     environment: None,
@@ -447,32 +441,29 @@ def test_an_empty_base_url_is_refused_not_replaced_by_the_default(
         assert_refused(code, out, err, served, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._buy prints 'buying 65,000 energy for T... (client_order_id ...)' before it "
-    "builds the Verifier that refuses a bad --trongrid-url: two lines on stderr for bad input",
-)
+@pytest.mark.parametrize("where", ["flag", "environment"])
 def test_buy_with_a_bad_trongrid_url_is_one_line(
-    served: Served, environment: None, capsys: pytest.CaptureFixture[str]
+    served: Served,
+    environment: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
 ) -> None:
+    # Checked before "buying ..." is said: bad input is one line, from the flag or from
+    # ENERGY_ASYNC_TRONGRID_URL alike.
+    argv = [
+        *("buy", "--provider", "catfee", "--to", served.sandbox.new_target()),
+        *("--energy", "65000", "--provider-url", served.urls.catfee),
+    ]
+    if where == "flag":
+        argv += ["--trongrid-url", "http://example.com"]
+    else:
+        monkeypatch.setenv("ENERGY_ASYNC_TRONGRID_URL", "http://example.com")
     before = served.requests_seen()
-    code, out, err = run_main(
-        [
-            *("buy", "--provider", "catfee", "--to", served.sandbox.new_target()),
-            *("--energy", "65000", "--provider-url", served.urls.catfee),
-            *("--trongrid-url", "http://example.com"),
-        ],
-        capsys,
-    )
+    code, out, err = run_main(argv, capsys)
     assert_refused(code, out, err, served, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bad batch --token is not bad input: cli._plan_payouts turns it into one 'not "
-    "bought: <address error>' line per sender and exit 1; with a file of orders (to,energy) "
-    "--token is ignored altogether and the batch goes on to buy",
-)
 def test_batch_with_a_bad_token_is_exit_2_one_line_nothing_sent(
     served: Served,
     environment: None,
@@ -497,12 +488,6 @@ def test_batch_with_a_bad_token_is_exit_2_one_line_nothing_sent(
         assert_refused(code, out, err, served, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._buy_for_transfer checks --duration and --client-order-id only when "
-    "Coordinator.buy_for_transfer prepares an order, after reading the chain: a transfer that "
-    "needs nothing, or would revert, answers exit 1 'nothing bought' to bad input",
-)
 def test_buy_for_a_transfer_with_a_bad_duration_or_id_is_exit_2_one_line_nothing_sent(
     served: Served, environment: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -517,3 +502,21 @@ def test_buy_for_a_transfer_with_a_bad_duration_or_id_is_exit_2_one_line_nothing
             capsys,
         )
         assert_refused(code, out, err, served, before)
+
+
+@pytest.mark.parametrize(
+    "written", ["1_0", "\u0661", " 5", "+5", "5.0", "-1", "99999999999999999999"]
+)
+def test_whole_numbers_are_written_in_the_digits_0_to_9_alone(
+    served: Served, environment: None, capsys: pytest.CaptureFixture[str], written: str
+) -> None:
+    # int() reads "1_0" as 10 and "\u0661" as 1: an amount a person never meant.
+    before = served.requests_seen()
+    code, out, err = run_main(
+        [
+            *("buy", "--provider", "mefree", "--to", served.sandbox.new_target()),
+            *("--transfers", written, *_urls(served, "mefree")),
+        ],
+        capsys,
+    )
+    assert_refused(code, out, err, served, before)

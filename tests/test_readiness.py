@@ -247,6 +247,8 @@ async def test_a_bad_token_address_is_a_typed_error_and_nothing_is_sent() -> Non
         ("abc", "not a number"),
         ("NaN", "positive"),
         (1.5, "str, Decimal or int"),
+        ("1_000", "digits 0-9"),  # Decimal() reads 1000: no file of payouts means that
+        ("\u0661\u0662", "digits 0-9"),  # Arabic-Indic "12", which Decimal() also reads
     ],
 )
 async def test_bad_amounts_are_refused_before_anything_is_read(

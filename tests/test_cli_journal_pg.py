@@ -51,6 +51,7 @@ def test_a_foreign_schema_is_refused_by_migrate_in_one_line(pg_dsn: str) -> None
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 def test_an_unreachable_database_never_shows_its_password() -> None:
     dsn = "postgresql://batch:s3cr3t-pw@127.0.0.1:1/payouts"
     for args in (

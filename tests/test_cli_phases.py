@@ -14,6 +14,7 @@ pytestmark = pytest.mark.anyio
 PHASE = re.compile(r"^  (ordered|tx named|in block|verified): ")
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_buy_prints_one_line_per_phase_in_order() -> None:
     sandbox = Sandbox(seed=41, speed=SPEED)
     async with sandbox.serve() as urls:
@@ -39,6 +40,7 @@ async def test_buy_prints_one_line_per_phase_in_order() -> None:
     assert txid == sim_order.delegate_hash and block == sandbox.chain.tx_block(txid)
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_a_tx_that_never_lands_shows_no_block_and_its_verdict() -> None:
     sandbox = Sandbox(seed=42, speed=SPEED)
     async with sandbox.serve() as urls:

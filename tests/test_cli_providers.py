@@ -60,6 +60,7 @@ async def test_quote_auto_prints_one_row_per_provider_cheapest_first() -> None:
         assert secret not in out and secret not in err
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_buy_auto_routes_to_the_cheapest_and_says_so() -> None:
     sandbox = Sandbox(seed=4, speed=30.0)
     async with sandbox.serve() as urls:
@@ -86,6 +87,7 @@ async def test_auto_is_refused_where_one_provider_is_needed() -> None:
     assert code == 2 and "Traceback" not in err and "auto" in err
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_buy_auto_for_a_transfer_routes_the_shortfall_and_ends_ready() -> None:
     sandbox = Sandbox(seed=4, speed=30.0)
     async with sandbox.serve() as urls:

@@ -118,6 +118,7 @@ async def test_trongrid_down_exits_4(served: Any, quick: Cli) -> None:
     assert code == 4 and "nothing was bought" in err
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_buy_for_a_transfer_buys_the_shortfall_and_ends_ready(served: Any) -> None:
     sandbox, urls = served
     address = sender(sandbox)

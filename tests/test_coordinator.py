@@ -624,6 +624,7 @@ async def test_one_delegation_named_for_two_concurrent_orders_is_credited_once()
     assert any(f"credited to our order {winner.client_order_id}" in r for r in reasons)
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_the_delta_never_credits_energy_another_order_of_ours_may_explain() -> None:
     async with stage() as st:
         target = st.sandbox.new_target()
@@ -702,6 +703,7 @@ async def test_a_half_found_tx_from_a_lagging_node_is_read_again_not_an_accusati
     assert st.sandbox.trongrid.count("gettransactionbyid") >= 4
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_throttling_before_the_first_read_costs_time_not_the_order() -> None:
     async with stage() as st:
         target = st.sandbox.new_target()
@@ -714,6 +716,7 @@ async def test_throttling_before_the_first_read_costs_time_not_the_order() -> No
     charged_once(st, result)
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_a_dead_chain_before_ordering_buys_nothing_within_the_deadline() -> None:
     from energy_async import NothingBought
 

@@ -39,6 +39,7 @@ def creates(sandbox: Sandbox) -> dict[str, int]:
     return {name: sim.control.count("create") for name, sim in sandbox.providers.items()}
 
 
+@pytest.mark.slow  # about 2 s or more: outside the quick developer loop
 async def test_auto_batch_is_journalled_at_its_provider_and_resumed_there(tmp_path: Path) -> None:
     sandbox = Sandbox(seed=12, speed=SPEED)
     rows = tmp_path / "orders.csv"

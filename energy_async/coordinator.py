@@ -23,6 +23,7 @@ from energy_async.errors import ConfigurationError
 from energy_async.ledger import OrderLedger
 from energy_async.models import DeliveryResult, Order, OrderRequest
 from energy_async.reconcile import no_delegation_to
+from energy_async.slots import NamingLead
 from energy_async.watch.policy import PollPolicy
 from energy_async.watch.referee import Referee
 from energy_async.watch.witnesses import Delegators, OrderHooks
@@ -59,6 +60,7 @@ class Coordinator:
         self.ledger = ledger if ledger is not None else _ledger.DEFAULT_LEDGER
         # This provider's last delegator: a guess that lets a look read its record at once.
         self.delegators = Delegators()
+        self.naming = NamingLead()  # when this provider names its txs (energy_async.slots)
 
     @property
     def provider(self) -> str:
@@ -145,6 +147,7 @@ class Coordinator:
             hooks=hooks,
             resumed=resumed,
             delegators=self.delegators,
+            naming=self.naming,
         )
 
     def buy_many(

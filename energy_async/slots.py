@@ -19,7 +19,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["BLOCK_MS", "BLOCK_OUT_MS", "SlotClock", "first_poll_delay", "next_poll_delay"]
+__all__ = [
+    "BLOCK_MS",
+    "BLOCK_OUT_MS",
+    "NamingLead",
+    "SlotClock",
+    "first_poll_delay",
+    "next_poll_delay",
+]
 
 BLOCK_MS = 3_000  # BLOCK_PRODUCED_INTERVAL
 BLOCK_OUT_MS = 750  # after its slot time a block is finished (the packing deadline)
@@ -31,10 +38,13 @@ _PACE_WINDOW_MS = 3_000  # node clock samples this far apart tell its pace from 
 _AGREEMENT_MS = 2_000
 
 
-def first_poll_delay(now_ms: float, sent_ms: float, phase_ms: int) -> float:
-    """Seconds from ``now_ms`` until the first block after ``sent_ms`` is out (0 if it is)."""
+def first_poll_delay(
+    now_ms: float, sent_ms: float, phase_ms: int, lead_ms: int = BLOCK_OUT_MS
+) -> float:
+    """Seconds from ``now_ms`` until ``lead_ms`` after the first slot after ``sent_ms`` (0 if
+    that has passed): by default, until the first block that can hold the tx is out."""
     slot_after = _first_at_or_after(sent_ms + 1, phase_ms)
-    return max(0.0, (slot_after + BLOCK_OUT_MS - now_ms) / 1000)
+    return max(0.0, (slot_after + lead_ms - now_ms) / 1000)
 
 
 def next_poll_delay(now_ms: float, interval: float, phase_ms: int) -> float:
@@ -83,3 +93,28 @@ class SlotClock:
     def phase_ms(self) -> int | None:
         """Slot times are this modulo 3 s on our clock; None: no schedule to follow."""
         return self._phase_ms if self._in_step else None
+
+
+class NamingLead:
+    """How long after its slot time a provider has named the tx that block holds, learned
+    from each order's first question (one per Coordinator, so per provider).
+
+    It starts at the packing deadline, when the block is surely out. A first question that
+    finds the tx named moves the next one 25 ms earlier; one that does not moves it 225 ms
+    later (so about one first question in ten comes too early, and costs one more), within 0
+    and `BLOCK_OUT_MS`. A provider that names its tx as the block appears is then asked about
+    then, one that names it later is asked later: the schedule fits the provider, not a guess.
+    """
+
+    STEP_EARLIER_MS = 25
+    STEP_LATER_MS = 225
+
+    def __init__(self) -> None:
+        self.lead_ms = BLOCK_OUT_MS
+
+    def heard(self, named: bool) -> None:
+        """What an order's first question, asked ``lead_ms`` after the slot, found."""
+        if named:
+            self.lead_ms = max(0, self.lead_ms - self.STEP_EARLIER_MS)
+        else:
+            self.lead_ms = min(BLOCK_OUT_MS, self.lead_ms + self.STEP_LATER_MS)

@@ -12,6 +12,7 @@ from energy_async.slots import (
     BLOCK_MS,
     BLOCK_OUT_MS,
     MAINNET_GENESIS_MS,
+    NamingLead,
     SlotClock,
     first_poll_delay,
     next_poll_delay,
@@ -67,6 +68,30 @@ def test_later_polls_keep_the_pace_and_land_on_a_block_out(
     assert interval <= got + 1e-9 < interval + BLOCK_MS / 1000
 
 
+def test_the_first_question_can_come_at_a_learned_lead_after_the_slot() -> None:
+    # The same first slot after the create; asked 100 ms after it instead of 750.
+    assert first_poll_delay(T + 10, T - 40, 0, lead_ms=100) == pytest.approx(0.09)
+    assert first_poll_delay(T + 200, T + 10, 0, lead_ms=0) == pytest.approx(2.8)
+
+
+@pytest.mark.parametrize(
+    ("heard", "lead"),
+    [
+        ([], 750),  # the packing deadline: the block is surely out
+        ([True], 725),
+        ([True] * 40, 0),  # never before the slot itself
+        ([True, True, False], 750),  # one early question undoes nine good ones, capped
+        ([True] * 10 + [False], 725),
+        ([False] * 3, 750),
+    ],
+)
+def test_the_lead_moves_earlier_when_named_and_later_when_not(heard: list[bool], lead: int) -> None:
+    naming = NamingLead()
+    for named in heard:
+        naming.heard(named)
+    assert naming.lead_ms == lead
+
+
 def test_no_schedule_until_the_node_clock_is_seen_keeping_our_pace() -> None:
     slots = SlotClock()
     assert slots.phase_ms is None  # nothing heard
@@ -105,7 +130,7 @@ def test_a_node_clock_far_from_ours_stops_the_schedule_at_once() -> None:
     assert slots.phase_ms is None
 
 
-@pytest.mark.slow  # real chain speed: a block every 3 s, about 4 s of waiting
+@pytest.mark.slow  # real chain speed: a block every 3 s, two orders, about 7 s of waiting
 @pytest.mark.anyio
 async def test_at_real_speed_the_provider_is_asked_once_the_block_is_out() -> None:
     sandbox = Sandbox(seed=5, speed=1.0)
@@ -121,12 +146,14 @@ async def test_at_real_speed_the_provider_is_asked_once_the_block_is_out() -> No
             verifier.slots.saw_node_clock(int(earlier) // 1000 * 1000, earlier)
             head = await verifier.head()
             assert verifier.slots.phase_ms == head.timestamp_ms % BLOCK_MS
-            result = await Coordinator(session, verifier).buy(
-                target=sandbox.new_target(), energy=65_000, deadline=20.0
-            )
-    assert result.verdict is Verdict.DELIVERED
+            coordinator = Coordinator(session, verifier)
+            results = [
+                await coordinator.buy(target=sandbox.new_target(), energy=65_000, deadline=20.0)
+                for _ in range(2)
+            ]
+    assert [result.verdict for result in results] == [Verdict.DELIVERED] * 2
     # The create, then one question, asked once the block holding the tx was out; the old
     # schedule (1 s, then 2.5 s after the answer) asked twice for a create sent early in a slot.
-    assert result.evidence.provider_calls == 2
-    included = result.evidence.included_at
-    assert included is not None and result.evidence.ordered_at is not None
+    assert [result.evidence.provider_calls for result in results] == [2, 2]
+    # Each first question found the tx named: the next order's comes 25 ms earlier.
+    assert coordinator.naming.lead_ms == 750 - 2 * 25

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
     from energy_async.session import ProviderSession
+    from energy_async.slots import NamingLead
     from energy_async.verifier import Verifier
 
 __all__ = ["Referee"]
@@ -81,6 +82,7 @@ class Referee:
         hooks: OrderHooks | None = None,
         resumed: bool = False,
         delegators: Delegators | None = None,
+        naming: NamingLead | None = None,
     ) -> None:
         self.session = session
         self.verifier = verifier
@@ -92,7 +94,7 @@ class Referee:
         self.provider_meter = CallMeter()
         self.chain_meter = CallMeter()
         self.provider = ProviderWitness(
-            session, policy, self.provider_meter, hooks, slots=verifier.slots
+            session, policy, self.provider_meter, hooks, slots=verifier.slots, naming=naming
         )
         self.chain = ChainWitness(
             verifier, policy, self.chain_meter, ledger, delegators, hooks=hooks

@@ -35,7 +35,7 @@ from energy_async.models import (
     ResourceSnapshot,
 )
 from energy_async.session import REPLAY_MISMATCH
-from energy_async.slots import first_poll_delay, next_poll_delay
+from energy_async.slots import BLOCK_OUT_MS, first_poll_delay, next_poll_delay
 from energy_async.watch.attribution import TxStatus, before_the_order, judge_tx, provider_silent
 from energy_async.watch.events import (
     ChainFailed,
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from energy_async._http import CallMeter
     from energy_async.ledger import OrderLedger, Window
     from energy_async.session import ProviderSession
-    from energy_async.slots import SlotClock
+    from energy_async.slots import NamingLead, SlotClock
     from energy_async.verifier import Verifier
     from energy_async.watch.policy import PollPolicy
     from energy_async.watch.state import WatchState
@@ -157,12 +157,15 @@ class ProviderWitness:
         meter: CallMeter,
         hooks: OrderHooks | None,
         slots: SlotClock | None = None,
+        naming: NamingLead | None = None,
     ) -> None:
         self.session = session
         self.policy = policy
         self.meter = meter
         self.hooks = hooks
         self.slots = slots
+        self.naming = naming
+        self._lead_ms: int | None = None  # the lead of this order's first question, if timed
 
     def done(self, state: WatchState) -> bool:
         """The provider has said all it will say: stop asking."""
@@ -175,13 +178,15 @@ class ProviderWitness:
 
     async def run(self, referee: Observer) -> None:
         interval = self.policy.initial_interval
-        polled = False
+        polled = 0
         while not self.done(referee.state):
             if referee.state.order is None:
                 await self.create(referee)
             else:
                 await self.poll(referee)
-                polled = True
+                polled += 1
+                if polled == 1 and self._lead_ms is not None and self.naming is not None:
+                    self.naming.heard(bool(referee.state.named))
             if referee.fatal is not None:
                 return
             if referee.state.named:
@@ -192,15 +197,22 @@ class ProviderWitness:
             await anyio.sleep(self._wait(referee.state, interval, polled))
             interval = min(interval * self.policy.backoff, self.policy.max_interval)
 
-    def _wait(self, state: WatchState, interval: float, polled: bool) -> float:
-        """Until the next question: ``interval``, moved onto a block being out while the
-        provider has an order but has not named its tx (`energy_async.slots`)."""
+    def _wait(self, state: WatchState, interval: float, polled: int) -> float:
+        """Until the next question: ``interval``, moved onto the slot schedule while the
+        provider has an order but has not named its tx (`energy_async.slots`): the first
+        question at the learned lead after the first slot after the create, a second one (if
+        that was early) when that block is surely out, later ones on a block out."""
         phase = self.slots.phase_ms if self.slots is not None else None
         if phase is None or state.order is None or state.named or state.ordered_at is None:
             return interval
-        now_ms = time.time() * 1000
+        now_ms, sent_ms = time.time() * 1000, state.ordered_at * 1000
         if not polled:
-            return first_poll_delay(now_ms, state.ordered_at * 1000, phase)
+            self._lead_ms = self.naming.lead_ms if self.naming is not None else BLOCK_OUT_MS
+            return first_poll_delay(now_ms, sent_ms, phase, self._lead_ms)
+        if polled == 1 and self._lead_ms is not None and self._lead_ms < BLOCK_OUT_MS:
+            surely_out = first_poll_delay(now_ms, sent_ms, phase)
+            if surely_out > 0:
+                return surely_out
         return next_poll_delay(now_ms, interval, phase)
 
     async def create(self, referee: Observer) -> None:

@@ -61,6 +61,7 @@ from energy_async.journal_contract import (
     decode_entry,
     encode_result,
     is_dsn,
+    spent_where,
     unknown_intent,
 )
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict
@@ -400,7 +401,7 @@ class Journal(AsyncResource):
         cost plus activation cost the provider reported, so an order whose cost is not known
         yet adds no sun. A REJECTED order bought nothing and counts nothing.
         """
-        where, params = _spent_where(since, provider)
+        where, params = spent_where(since, provider, "?")
         query = (
             "SELECT coalesce(sum(energy), 0), coalesce(sum(sun), 0) FROM entries"
             f" WHERE {' AND '.join(where)}"
@@ -415,7 +416,7 @@ class Journal(AsyncResource):
     async def unpriced_energy(self, since: float | None = None, provider: str | None = None) -> int:
         """The part of `spent`'s energy whose cost no provider reported (it adds no sun there):
         a spend guard prices it at the highest price it knows, never as free."""
-        where, params = _spent_where(since, provider)
+        where, params = spent_where(since, provider, "?")
         query = (
             "SELECT coalesce(sum(energy), 0) FROM entries"
             f" WHERE sun IS NULL AND {' AND '.join(where)}"
@@ -545,19 +546,6 @@ class Journal(AsyncResource):
 
     def _closed_error(self) -> JournalError:
         return JournalError("the journal is closed", path=self._path)
-
-
-def _spent_where(since: float | None, provider: str | None) -> tuple[list[str], list[object]]:
-    """Orders sent (at or after ``since``, by ``provider``) that may have cost something."""
-    where = ["sent_at IS NOT NULL", "(verdict IS NULL OR verdict != 'REJECTED')"]
-    params = list[object]()
-    if since is not None:
-        where.append("sent_at >= ?")
-        params.append(since)
-    if provider is not None:
-        where.append("provider = ?")
-        params.append(provider)
-    return where, params
 
 
 # --- opening and checking the file ------------------------------------------------------------

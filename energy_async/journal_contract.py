@@ -35,6 +35,7 @@ __all__ = [
     "decode_entry",
     "encode_result",
     "is_dsn",
+    "spent_where",
     "unknown_intent",
 ]
 
@@ -190,3 +191,19 @@ class JournalBackend(Protocol):
     async def unpriced_energy(
         self, since: float | None = None, provider: str | None = None
     ) -> int: ...
+
+
+def spent_where(
+    since: float | None, provider: str | None, placeholder: str
+) -> tuple[list[str], list[object]]:
+    """SQL conditions (and their parameters, as ``placeholder``) for the orders that may have
+    cost something: sent (at or after ``since``, by ``provider``) and not REJECTED."""
+    where = ["sent_at IS NOT NULL", "(verdict IS NULL OR verdict <> 'REJECTED')"]
+    params: list[object] = []
+    if since is not None:
+        where.append(f"sent_at >= {placeholder}")
+        params.append(since)
+    if provider is not None:
+        where.append(f"provider = {placeholder}")
+        params.append(provider)
+    return where, params

@@ -46,6 +46,7 @@ from energy_async.journal_contract import (
     check_request,
     decode_entry,
     encode_result,
+    spent_where,
     unknown_intent,
 )
 from energy_async.ledger import Window, lingers
@@ -510,7 +511,7 @@ class PgJournal(AsyncResource):
         self, since: float | None = None, provider: str | None = None
     ) -> tuple[int, int]:
         """``(energy, sun)`` of orders sent at or after ``since``; REJECTED ones count nothing."""
-        where, params = _spent_where(since, provider)
+        where, params = spent_where(since, provider, "%s")
         query = (
             "SELECT coalesce(sum(energy), 0), coalesce(sum(sun), 0) FROM {s}.entries"
             f" WHERE {' AND '.join(where)}"
@@ -526,7 +527,7 @@ class PgJournal(AsyncResource):
 
     async def unpriced_energy(self, since: float | None = None, provider: str | None = None) -> int:
         """The part of `spent`'s energy whose cost no provider reported."""
-        where, params = _spent_where(since, provider)
+        where, params = spent_where(since, provider, "%s")
         query = (
             "SELECT coalesce(sum(energy), 0) FROM {s}.entries"
             f" WHERE sun IS NULL AND {' AND '.join(where)}"
@@ -1265,16 +1266,3 @@ def _entry(row: Sequence[Any]) -> JournalEntry:
         )
     except (msgspec.DecodeError, ValueError) as error:
         raise JournalError(f"journal entry {cid!r} is damaged: {error}") from error
-
-
-def _spent_where(since: float | None, provider: str | None) -> tuple[list[str], list[object]]:
-    """Orders sent (at or after ``since``, by ``provider``) that may have cost something."""
-    where = ["sent_at IS NOT NULL", "(verdict IS NULL OR verdict <> 'REJECTED')"]
-    params: list[object] = []
-    if since is not None:
-        where.append("sent_at >= %s")
-        params.append(since)
-    if provider is not None:
-        where.append("provider = %s")
-        params.append(provider)
-    return where, params

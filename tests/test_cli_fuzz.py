@@ -420,7 +420,7 @@ def test_a_bad_base_url_is_exit_2_one_line_nothing_sent(
     assert_refused(code, out, err, served, before)
 
 
-# --- bugs the fuzzing found (each one example; strict: they fail until fixed) --------------------
+# --- bugs the fuzzing found, each pinned by one example ---------------------------------------
 
 
 def test_an_empty_base_url_is_refused_not_replaced_by_the_default(

@@ -30,12 +30,11 @@ from energy_async.errors import (
     AuthenticationError,
     ConfigurationError,
     EnergyError,
-    InputError,
     InsufficientBalance,
     JournalError,
-    JournalUnavailable,
     NothingBought,
-    OutcomeUnknown,
+    error_leaves,
+    most_telling,
 )
 from energy_async.models import DeliveryResult, Evidence, Order, OrderRequest, Verdict
 
@@ -561,28 +560,6 @@ async def _failed(
     return _unknown(
         coordinator, request, f"unexpected error {type(exc).__name__}: {_first_line(exc)}"
     )
-
-
-def error_leaves(exc: BaseException) -> list[BaseException]:
-    """The errors inside (nested) exception groups, in order; ``[exc]`` for any other."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in error_leaves(inner)]
-    return [exc]
-
-
-def most_telling(errors: list[BaseException]) -> BaseException:
-    """The one error to report out of a group's: a typed error over a bare cancellation."""
-    for kinds in (
-        (KeyboardInterrupt,),
-        (OutcomeUnknown,),
-        (InputError, AuthenticationError, JournalError, JournalUnavailable, NothingBought),
-        (EnergyError,),
-        (Exception,),
-    ):
-        for error in errors:
-            if isinstance(error, kinds):
-                return error
-    return errors[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,6 @@ import msgspec
 from yarl import URL
 
 from energy_async import cli_workers
-from energy_async.batch import error_leaves, most_telling
 from energy_async.cli_output import say as _say
 from energy_async.cli_output import stderr_gone as _stderr_gone
 from energy_async.cli_output import write_json as _write_json
@@ -44,6 +43,8 @@ from energy_async.errors import (
     NothingBought,
     OutcomeUnknown,
     TransientError,
+    error_leaves,
+    most_telling,
 )
 from energy_async.journal_contract import is_dsn
 from energy_async.models import DeliveryResult, Order, OrderRequest, Verdict

@@ -36,6 +36,8 @@ __all__ = [
     "ServiceUnavailable",
     "TokenNotFound",
     "TransientError",
+    "error_leaves",
+    "most_telling",
 ]
 
 
@@ -248,3 +250,28 @@ class JournalUnavailable(JournalError):
     ) -> None:
         super().__init__(message, **kw)
         self.held = held
+
+
+# --- errors raised from task groups -----------------------------------------------------------
+
+
+def error_leaves(exc: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups, in order; ``[exc]`` for any other."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in error_leaves(inner)]
+    return [exc]
+
+
+def most_telling(errors: list[BaseException]) -> BaseException:
+    """The one error to report out of a group's: a typed error over a bare cancellation."""
+    for kinds in (
+        (KeyboardInterrupt,),
+        (OutcomeUnknown,),
+        (InputError, AuthenticationError, JournalError, JournalUnavailable, NothingBought),
+        (EnergyError,),
+        (Exception,),
+    ):
+        for error in errors:
+            if isinstance(error, kinds):
+                return error
+    return errors[0]

@@ -377,8 +377,7 @@ class Provider(abc.ABC):
         except BadResponse:
             if http_status < 400:
                 raise
-            error = self.error_class(http_status, None, endpoint)
-            return Refusal(error, f"HTTP {http_status} without a JSON body")
+            return self.refusal_without_body(http_status, endpoint)
         if envelope.code != 0 or http_status >= 400:
             message = envelope.message
             error = self.error_class(http_status, message, endpoint)
@@ -390,6 +389,26 @@ class Provider(abc.ABC):
                 about_clock=error is AuthenticationError and envelope.says_clock,
             )
         return envelope.data
+
+    def json_object(self, http_status: int, body: bytes, endpoint: str) -> dict[str, Any] | Refusal:
+        """A reply's JSON object, for adapters whose replies are plain objects (no envelope);
+        an error reply that does not decode is the `Refusal` its status amounts to."""
+        try:
+            reply = decode_json(body)
+        except BadResponse:
+            if http_status < 400:
+                raise
+            return self.refusal_without_body(http_status, endpoint)
+        if not isinstance(reply, dict):
+            raise BadResponse("response is JSON but not an object")
+        return reply
+
+    def refusal_without_body(
+        self, http_status: int, endpoint: str, expected: str = "a JSON body"
+    ) -> Refusal:
+        """An error status whose body says nothing readable: refused by its status alone."""
+        error = self.error_class(http_status, None, endpoint)
+        return Refusal(error, f"HTTP {http_status} without {expected}")
 
     @abc.abstractmethod
     def parse_order(self, data: Any, request: OrderRequest | None = None) -> Order:

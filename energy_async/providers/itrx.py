@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from energy_async.errors import BadResponse, OrderNotFound, RequestRejected
+from energy_async.errors import BadResponse, OrderNotFound, ProviderError, RequestRejected
 from energy_async.models import Account, Order, OrderPhase, OrderRequest, Quote
 from energy_async.providers._base import (
     Idempotency,
@@ -41,7 +41,6 @@ from energy_async.providers._base import (
     Refusal,
     Wire,
     convert,
-    decode_json,
 )
 from energy_async.signing import HexBodySigner, Signer
 
@@ -138,21 +137,16 @@ class Itrx(Provider):
         return Wire("GET", self.estimate_path or "", "estimate", query)
 
     def unwrap(self, http_status: int, body: bytes, endpoint: str) -> Any:
-        try:
-            data = decode_json(body)
-        except BadResponse:
-            if http_status < 400:
-                raise
-            kind = self.error_class(http_status, None, endpoint)
-            return Refusal(kind, f"HTTP {http_status} without a JSON body")
-        if not isinstance(data, dict):
-            raise BadResponse("response is JSON but not an object")
+        data = self.json_object(http_status, body, endpoint)
+        if isinstance(data, Refusal):
+            return data
         errno = data.get("errno")
         if http_status < 400 and errno == 0:
             return data
         if http_status < 400 and not isinstance(errno, int):
             raise BadResponse("response has no errno")
         message = _message(data)
+        kind: type[ProviderError]
         if errno == 404 or http_status == 404:
             kind = OrderNotFound if endpoint in ("get", "lookup") else RequestRejected
         else:

@@ -155,8 +155,7 @@ class TEnergy(Provider):
         if error is None and http_status < 400:
             return reply
         if error is None:
-            kind = self.error_class(http_status, None, endpoint)
-            return Refusal(kind, f"HTTP {http_status} without TEnergy's error body")
+            return self.refusal_without_body(http_status, endpoint, "TEnergy's error body")
         slug = (error.slug or "").lower()
         kind = _slug_error(slug) or self.error_class(http_status, error.message, endpoint)
         if kind is OrderNotFound and endpoint not in ("get", "lookup"):

@@ -47,7 +47,6 @@ from energy_async.providers._base import (
     Refusal,
     Wire,
     convert,
-    decode_json,
 )
 from energy_async.signing import ApiKeySigner, Signer
 
@@ -156,15 +155,9 @@ class TronSave(Provider):
         return Wire("POST", path, "estimate", body=_ENCODER.encode(body))
 
     def unwrap(self, http_status: int, body: bytes, endpoint: str) -> Any:
-        try:
-            reply = decode_json(body)
-        except BadResponse:
-            if http_status < 400:
-                raise
-            kind = self.error_class(http_status, None, endpoint)
-            return Refusal(kind, f"HTTP {http_status} without a JSON body")
-        if not isinstance(reply, dict):
-            raise BadResponse("response is JSON but not an object")
+        reply = self.json_object(http_status, body, endpoint)
+        if isinstance(reply, Refusal):
+            return reply
         failed = reply.get("error") not in (False, None) or "statusCode" in reply
         if http_status < 400 and not failed:
             if "data" not in reply:

@@ -524,7 +524,7 @@ class Journal(AsyncResource):
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        folded = False
+        folded = cleared = False
         try:
             # Everything into the main file first: the flag's write then needs one page of
             # -wal, room a full disk has just got back from the truncated -wal.
@@ -532,12 +532,12 @@ class Journal(AsyncResource):
             folded = True
             # A clean close: the checkpoint on close moves the flag into the main file.
             connection.execute("UPDATE meta SET value = '0' WHERE key = ?", (_IN_USE,))
-            folded = False
+            cleared = True
         except sqlite3.Error:
             pass  # left marked in use: the -wal file stays, and the next open reads it
         finally:
             connection.close()
-        if folded:
+        if folded and not cleared:
             # Every entry is in the main file, but the flag still says "in use", and closing
             # removed the -wal: the next open would take this intact journal for a copy made
             # without its -wal. An empty -wal (which SQLite reads as no entries) says it is not.

@@ -1,11 +1,13 @@
-"""When the chain's next block is out, on our own clock: the provider is asked then, not before.
+"""The chain's slot schedule on our own clock: when to ask a provider whether it named its tx.
 
 A delegation broadcast as the provider takes an order can be in a block no sooner than the
 first slot after the create was sent, and that block is finished by slot time + 750 ms
-(java-tron's producer packs for at most half of half a slot: see ``watch/policy.py``). Asking
-the provider before then can only hear "not yet"; asking much later only delays the verdict.
-So the first poll is placed there, and later ones (at the policy's growing intervals) on the
-next block out after each interval, never earlier than the policy's pace.
+(java-tron's producer packs for at most half of half a slot: see ``watch/policy.py``). A
+question before the provider has named its tx hears "not yet" and costs a call; one after the
+packing deadline only delays the verdict. So the first question comes at a lead after that
+slot which each provider's `NamingLead` learns (never past the packing deadline), and later
+ones (at the policy's growing intervals) on the next block out after each interval, never
+earlier than the policy's pace.
 
 Slot times are ``genesis + k x 3 s``. Mainnet's genesis (1529891469000) is a multiple of 3 s,
 so the phase starts at 0; every block timestamp read corrects it. The schedule needs the

@@ -593,10 +593,20 @@ async def _quote_every(args: argparse.Namespace) -> int:
     return EXIT_DELIVERED if board.quotes else EXIT_OTHER
 
 
-async def _buy_for_transfer_auto(args: argparse.Namespace) -> TransferPurchase:
-    """``buy --provider auto --from ... --usdt-to ...``: the router buys the shortfall."""
+def _no_client_order_id_for_auto(args: argparse.Namespace) -> None:
     if args.client_order_id is not None:
         raise InputError("buy --provider auto makes one client_order_id per provider it tries")
+
+
+def _say_route(result: DeliveryResult) -> None:
+    """The router's steps: who quoted what, who was skipped or refused, who was chosen."""
+    for step in result.evidence.route:
+        _say(f"  route: {step}")
+
+
+async def _buy_for_transfer_auto(args: argparse.Namespace) -> TransferPurchase:
+    """``buy --provider auto --from ... --usdt-to ...``: the router buys the shortfall."""
+    _no_client_order_id_for_auto(args)
     async with _client(args) as client:
         bought = await client.buy_for_transfer(
             sender=args.sender,
@@ -607,8 +617,7 @@ async def _buy_for_transfer_auto(args: argparse.Namespace) -> TransferPurchase:
             deadline=args.deadline,
         )
     if bought.result is not None:
-        for step in bought.result.evidence.route:
-            _say(f"  route: {step}")
+        _say_route(bought.result)
     return bought
 
 
@@ -616,8 +625,7 @@ async def _buy_auto(args: argparse.Namespace) -> int:
     """``buy --provider auto``: the router picks, fails over only when nothing was bought."""
     if args.energy is None or args.transfers is not None or args.no_verify:
         raise InputError("buy --provider auto takes --energy (not --transfers or --no-verify)")
-    if args.client_order_id is not None:
-        raise InputError("buy --provider auto makes one client_order_id per provider it tries")
+    _no_client_order_id_for_auto(args)
     async with _client(args) as client:
         _say(f"buying {args.energy:,} energy for {args.to} from the cheapest provider ...")
         async with anyio.create_task_group() as group:
@@ -630,8 +638,7 @@ async def _buy_auto(args: argparse.Namespace) -> int:
                 hooks=_PhaseLines(),
             )
             group.cancel_scope.cancel()
-    for step in result.evidence.route:
-        _say(f"  route: {step}")
+    _say_route(result)
     _show_result(args, result)
     return exit_code(result.verdict)
 
@@ -645,8 +652,7 @@ def _client(args: argparse.Namespace) -> Client:
         for name in _provider_names()
         if (url := os.environ.get(_ENV_URL.format(name.upper())))
     }
-    trongrid = getattr(args, "trongrid_url", None) or os.environ.get(_TRONGRID_URL_ENV)
-    return Client.from_env(urls=urls, trongrid_url=trongrid or _DEFAULT_TRONGRID_URL)
+    return Client.from_env(urls=urls, trongrid_url=_trongrid_url(args))
 
 
 async def _account(args: argparse.Namespace) -> int:
@@ -1332,7 +1338,8 @@ def _trongrid_url(args: argparse.Namespace) -> str:
     is refused before anything is said or sent."""
     from energy_async._http import check_base_url
 
-    url = args.trongrid_url or os.environ.get(_TRONGRID_URL_ENV) or _DEFAULT_TRONGRID_URL
+    given = getattr(args, "trongrid_url", None)  # not every command takes the option
+    url = given or os.environ.get(_TRONGRID_URL_ENV) or _DEFAULT_TRONGRID_URL
     return str(check_base_url(url, what="TronGrid base_url"))
 
 

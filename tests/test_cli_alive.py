@@ -35,6 +35,7 @@ from energy_async.sandbox import (
 )
 from energy_async.session import ProviderSession
 from tests.test_cli import ENV, SPEED, Run, cli, in_process_cli, no_traceback, urls_args
+from tests.test_cli_batch import one_line, outcomes, rows_file
 
 ENERGY = 65_000
 README = Path(__file__).parent.parent / "README.md"
@@ -44,18 +45,6 @@ PROGRESS = re.compile(
     r"(?P<done>\d+)/(?P<total>\d+) in flight (?P<flight>\d+) delivered (?P<delivered>\d+)"
     r"(?P<others>.*?) (?P<rate>\d+\.\d)/s ETA (?P<eta>-|\d+ s)$"
 )
-
-
-def rows_file(path: Path, targets: list[str]) -> Path:
-    path.write_text("to,energy\n" + "".join(f"{t},{ENERGY}\n" for t in targets))
-    return path
-
-
-def one_line(run: Run) -> str:
-    no_traceback(run)
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    return lines[0]
 
 
 # --- progress: a redraw at least every second while orders are out -----------------------------
@@ -83,7 +72,7 @@ async def _batch_with_held_orders(tmp_path: Path) -> ProgressRun:
     orders settle at once and two stay out for seconds."""
     sandbox = Sandbox(seed=61, speed=SPEED)
     async with sandbox.serve() as urls:
-        rows = rows_file(tmp_path / "rows.csv", [sandbox.new_target() for _ in range(4)])
+        rows = rows_file(tmp_path, [sandbox.new_target() for _ in range(4)])
         sandbox.catfee.control.faults.inject(Fault.LATENCY, times=2, endpoint="create", delay=3.0)
         command = [
             *(sys.executable, "-m", "energy_async", "batch", "--provider", "catfee", str(rows)),
@@ -335,10 +324,6 @@ async def _refuse_credentials_at_create(sandbox: Sandbox, creates_before: int) -
     sandbox.catfee.api_secret = "rotated-by-the-provider"
 
 
-def outcomes(run: Run) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in run.stdout.splitlines()]
-
-
 @pytest.mark.slow  # two CLI runs of six rows one at a time: about 5 s
 @pytest.mark.anyio
 async def test_credentials_refused_mid_batch_stop_new_orders_and_name_the_rows_not_sent(
@@ -346,7 +331,7 @@ async def test_credentials_refused_mid_batch_stop_new_orders_and_name_the_rows_n
 ) -> None:
     sandbox, urls = served
     targets = [sandbox.new_target() for _ in range(6)]
-    rows = rows_file(tmp_path / "rows.csv", targets)
+    rows = rows_file(tmp_path, targets)
     journal = tmp_path / "batch.journal"
     async with anyio.create_task_group() as group:
         group.start_soon(_refuse_credentials_at_create, sandbox, 2)
@@ -392,7 +377,7 @@ async def test_credentials_refused_at_a_create_are_exit_2_and_that_row_not_sent(
     served: Any, tmp_path: Path
 ) -> None:
     sandbox, urls = served
-    rows = rows_file(tmp_path / "rows.csv", [sandbox.new_target() for _ in range(3)])
+    rows = rows_file(tmp_path, [sandbox.new_target() for _ in range(3)])
     async with anyio.create_task_group() as group:
         group.start_soon(_refuse_credentials_at_create, sandbox, 0)
         run = await cli(

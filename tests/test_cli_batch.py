@@ -12,7 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,26 +77,60 @@ def outcomes(run: Run) -> list[dict[str, Any]]:
 
 def bought_once_each(sandbox: Sandbox, ids: list[str]) -> None:
     charges = sandbox.catfee.charge_counts()
-    assert {cid: charges.get(cid, 0) for cid in ids} == dict.fromkeys(ids, 1)
-    assert sum(charges.values()) == len(ids)  # nothing else bought either
+    assert {cid: charges.get(cid, 0) for cid in ids} == dict.fromkeys(ids, 1), charges
+    assert sum(charges.values()) == len(ids), charges  # nothing else bought either
+
+
+@dataclass(frozen=True)
+class Signalled:
+    code: int
+    stderr: str
+    stdout: str
+    after_last_signal: float  # seconds from the last signal sent to the process's exit
+
+
+async def signalled_steps(
+    command: Sequence[str],
+    steps: Sequence[tuple[signal.Signals, Callable[[str], bool]]],
+    *,
+    env: dict[str, str] | None = None,
+    limit: float = 30.0,
+) -> Signalled:
+    """Run the CLI and, for each step in turn, send its signal once ``when(stderr so far)``
+    holds (the sandbox's books are read through the closure); its exit code and output."""
+    async with await anyio.open_process(
+        [sys.executable, "-m", "energy_async", *command], env=env or ENV
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        err, out = bytearray(), bytearray()
+
+        async def drain(stream: Any, into: bytearray) -> None:
+            async for chunk in stream:
+                into.extend(chunk)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(drain, process.stderr, err)
+            group.start_soon(drain, process.stdout, out)
+            with anyio.fail_after(limit):
+                sent_at = anyio.current_time()
+                for signum, when in steps:
+                    # The sandbox offers no event to wait on: its books are polled.
+                    while not when(err.decode(errors="replace")):
+                        assert process.returncode is None, f"exited before {signum.name}: {err!r}"
+                        await anyio.sleep(0.01)
+                    process.send_signal(signum)
+                    sent_at = anyio.current_time()
+                code = await process.wait()
+            ended = anyio.current_time()
+    return Signalled(code, err.decode(), out.decode(), ended - sent_at)
 
 
 async def signalled(
     command: list[str], signum: signal.Signals, *, when: Callable[[], bool]
 ) -> tuple[int, str]:
     """Run the CLI, send it ``signum`` once ``when()`` holds; its exit code and stderr."""
-    async with await anyio.open_process(
-        [sys.executable, "-m", "energy_async", *command], env=ENV
-    ) as process:
-        with anyio.fail_after(30):
-            while not when():  # noqa: ASYNC110 - the sandbox offers no event to wait on
-                await anyio.sleep(0.02)
-        process.send_signal(signum)
-        assert process.stderr is not None
-        stderr = b""
-        async for chunk in process.stderr:
-            stderr += chunk
-        return await process.wait(), stderr.decode()
+    run = await signalled_steps(command, [(signum, lambda _: when())])
+    return run.code, run.stderr
 
 
 # --- 1. journal states: UNKNOWN, not sent and unsettled are finished by --resume ---------------

@@ -23,7 +23,7 @@ import pytest
 from energy_async.journal import Journal
 from energy_async.sandbox import CATFEE_API_KEY, CATFEE_API_SECRET, Sandbox
 from tests.test_cli import ENV, SPEED, cli, no_traceback, urls_args
-from tests.test_cli_batch import read_first_line, rows_file, signalled
+from tests.test_cli_batch import bought_once_each, read_first_line, rows_file, signalled
 
 pytestmark = pytest.mark.anyio
 
@@ -60,12 +60,6 @@ async def journal_books(journal: Path) -> tuple[dict[str, int], list[str]]:
         counts = await book.counts()
         ids = [entry.client_order_id async for entry in book.iter_entries()]
     return counts, ids
-
-
-def each_bought_once(sandbox: Sandbox, ids: list[str]) -> None:
-    charges = sandbox.catfee.charge_counts()
-    assert {cid: charges.get(cid, 0) for cid in ids} == dict.fromkeys(ids, 1), charges
-    assert sum(charges.values()) == len(ids), charges  # and nothing else was bought
 
 
 # --- 1. a closed stderr stops the drawing, not the buying --------------------------------------
@@ -111,7 +105,7 @@ async def test_stdout_and_stderr_closed_mid_flight_stop_the_printing_not_the_buy
     counts, ids = await journal_books(journal)
     assert len(ids) == 6
     assert counts["SETTLED"] == counts["SETTLED:DELIVERED"] == 6, counts
-    each_bought_once(sandbox, ids)
+    bought_once_each(sandbox, ids)
 
 
 # --- 2. the printed --resume command is the whole command --------------------------------------
@@ -168,7 +162,7 @@ async def test_the_printed_resume_command_keeps_every_option_and_finishes_the_ba
     counts, ids = await journal_books(journal)
     assert len(ids) == 7  # every good row of the file
     assert counts["SETTLED"] == counts["SETTLED:DELIVERED"] == 7, counts
-    each_bought_once(sandbox, ids)
+    bought_once_each(sandbox, ids)
 
 
 # --- 3. a resumed batch shares its budget with the runs before it ------------------------------
@@ -293,7 +287,7 @@ async def test_a_journal_that_cannot_grow_is_one_journal_line_and_resume_buys_ea
     no_traceback(finish)
     counts, ids = await journal_books(journal)
     assert len(ids) == 6 and counts["SETTLED:DELIVERED"] == 6, counts
-    each_bought_once(sandbox, ids)
+    bought_once_each(sandbox, ids)
 
 
 # --- a --report file that cannot be written -------------------------------------------------
@@ -320,4 +314,4 @@ async def test_a_report_file_on_a_full_disk_is_one_line_and_every_order_settles(
     ]
     counts, ids = await journal_books(journal)
     assert counts["SETTLED:DELIVERED"] == 3
-    each_bought_once(sandbox, ids)
+    bought_once_each(sandbox, ids)

@@ -9,74 +9,18 @@ from __future__ import annotations
 
 import shlex
 import signal
-import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 
 from energy_async.journal import EntryState, Journal
 from energy_async.sandbox import Delivery, Fault, Sandbox
 from tests.test_cli import ENV, SPEED, Run, cli, urls_args
+from tests.test_cli_batch import rows_file, signalled_steps
 
 pytestmark = pytest.mark.anyio
 
 ENERGY = 65_000
-
-
-@dataclass(frozen=True)
-class Signalled:
-    code: int
-    stderr: str
-    stdout: str
-    after_last_signal: float  # seconds from the last signal sent to the process's exit
-
-
-async def signalled(
-    command: Sequence[str],
-    steps: Sequence[tuple[signal.Signals, Callable[[str], bool]]],
-    *,
-    env: dict[str, str] | None = None,
-    limit: float = 30.0,
-) -> Signalled:
-    """Run the CLI and, for each step in turn, send its signal once ``when(stderr so far)``
-    holds (the sandbox's books are read through the closure); its exit code and output."""
-    async with await anyio.open_process(
-        [sys.executable, "-m", "energy_async", *command], env=env or ENV
-    ) as process:
-        assert process.stdout is not None and process.stderr is not None
-        err, out = bytearray(), bytearray()
-
-        async def drain(stream: Any, into: bytearray) -> None:
-            async for chunk in stream:
-                into.extend(chunk)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(drain, process.stderr, err)
-            group.start_soon(drain, process.stdout, out)
-            with anyio.fail_after(limit):
-                sent_at = anyio.current_time()
-                for signum, when in steps:
-                    # The sandbox offers no event to wait on: its books are polled.
-                    while not when(err.decode(errors="replace")):
-                        assert process.returncode is None, f"exited before {signum.name}: {err!r}"
-                        await anyio.sleep(0.01)
-                    process.send_signal(signum)
-                    sent_at = anyio.current_time()
-                code = await process.wait()
-            ended = anyio.current_time()
-    return Signalled(code, err.decode(), out.decode(), ended - sent_at)
-
-
-def rows_file(path: Path, targets: list[str], *, bad_line: bool = False) -> Path:
-    text = "to,energy\n" + "".join(f"{t},{ENERGY}\n" for t in targets)
-    if bad_line:
-        text += f"TNotAnAddress,{ENERGY}\n"  # skipped with --skip-invalid, in both runs
-    path.write_text(text)
-    return path
 
 
 def resume_words(stderr: str) -> list[str]:
@@ -103,7 +47,9 @@ async def test_sigterm_lets_orders_in_flight_settle_in_the_grace_and_the_printed
     sandbox = Sandbox(seed=51, speed=SPEED)
     async with sandbox.serve() as urls:
         targets = [sandbox.new_target() for _ in range(6)]
-        rows = rows_file(tmp_path / "rows.csv", targets, bad_line=True)
+        rows = rows_file(tmp_path, targets)
+        with rows.open("a") as handle:  # skipped with --skip-invalid, in both runs
+            handle.write(f"TNotAnAddress,{ENERGY}\n")
         journal = tmp_path / "batch.journal"
         faults = sandbox.catfee.control.faults
         # The first two creates are held 1.5 s at the provider: in flight when the signal
@@ -116,7 +62,7 @@ async def test_sigterm_lets_orders_in_flight_settle_in_the_grace_and_the_printed
             *urls_args(urls, "catfee"),
         ]
         # Sent once both creates are at the provider (their faults are drawn).
-        run = await signalled(command, [(signal.SIGTERM, lambda _: not faults.pending())])
+        run = await signalled_steps(command, [(signal.SIGTERM, lambda _: not faults.pending())])
         assert run.code == 130, run.stderr
         assert "Traceback" not in run.stderr
         assert "SIGTERM: no new orders; waiting up to 20 s for the 2 in flight" in run.stderr
@@ -166,14 +112,14 @@ async def test_a_second_sigterm_gives_up_at_once_and_every_order_sent_is_journal
         targets = [sandbox.new_target() for _ in range(6)]
         for target in targets:  # in flight for as long as anyone waits
             sandbox.catfee.delivery.for_target(target, Delivery.NEVER_LANDS)
-        rows = rows_file(tmp_path / "rows.csv", targets)
+        rows = rows_file(tmp_path, targets)
         journal = tmp_path / "batch.journal"
         command = [
             *("batch", "--provider", "catfee", str(rows), "--journal", str(journal)),
             *("--concurrency", "2", "--deadline", "60", "--grace", "60"),
             *urls_args(urls, "catfee"),
         ]
-        run = await signalled(
+        run = await signalled_steps(
             command,
             [
                 (signal.SIGTERM, lambda _: sandbox.catfee.control.count("create") >= 2),

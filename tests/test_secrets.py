@@ -31,7 +31,7 @@ from energy_async.sandbox import (
     Sandbox,
 )
 from tests.test_cli import ENV, SPEED, cli, urls_args
-from tests.test_cli_signals import signalled
+from tests.test_cli_batch import signalled_steps as signalled
 
 pytestmark = pytest.mark.anyio
 

@@ -23,6 +23,7 @@ from energy_async.errors import BadResponse, EnergyError
 from energy_async.models import Account, Order, Quote
 from energy_async.providers import PROVIDERS, Provider, Refusal
 from energy_async.session import ProviderSession, RetryPolicy
+from tests.loopback import serving
 
 TARGET = "TZ4UXDV5ZhNW7fb2AMSbgfAEZ7hWsnYS2g"
 KEY, SECRET = "k-7f3a9c", "s-very-secret-91b2"
@@ -370,14 +371,8 @@ async def serve(path: str, body: bytes) -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_get(path, answer)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
-    finally:
-        await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1) as url:
+        yield url, seen
 
 
 @pytest.mark.anyio

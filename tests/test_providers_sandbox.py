@@ -33,6 +33,7 @@ from energy_async.sandbox.tenergy import (
 )
 from energy_async.sandbox.tronsave import TRONSAVE_API_KEY, build_tronsave_app, tronsave_sim
 from energy_async.session import ProviderSession, RetryPolicy
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -75,16 +76,13 @@ async def world() -> AsyncIterator[World]:
     root.add_subapp("/tenergy", build_tenergy_app(sims["tenergy"]))
     root.add_subapp("/itrx", build_itrx_app(sims["itrx"]))
     root.add_subapp("/tronsave", build_tronsave_app(sims["tronsave"]))
-    runner = web.AppRunner(root, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    urls = {"tenergy": f"{base}/tenergy/v1", "itrx": f"{base}/itrx", "tronsave": f"{base}/tronsave"}
-    try:
+    async with serving(root, access_log=None) as base:
+        urls = {
+            "tenergy": f"{base}/tenergy/v1",
+            "itrx": f"{base}/itrx",
+            "tronsave": f"{base}/tronsave",
+        }
         yield World(chain, sims, urls)
-    finally:
-        await runner.cleanup()
 
 
 def _orders_to(sim: SplitSim, target: str) -> int:

@@ -32,6 +32,7 @@ from energy_async.errors import (
 )
 from energy_async.providers import CatFee, Mefree
 from energy_async.session import ProviderSession, RetryPolicy, _ServerClock
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -72,14 +73,8 @@ class Script:
 async def serve(script: Script) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", script.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1) as url:
+        yield url
 
 
 def session_for(url: str, **options: Any) -> ProviderSession:

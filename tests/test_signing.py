@@ -20,6 +20,7 @@ from energy_async._http import RateLimiter
 from energy_async.providers import CatFee, Mefree, Provider
 from energy_async.session import ProviderSession
 from energy_async.signing import format_timestamp, sign, signed_headers, string_to_sign
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -86,15 +87,8 @@ async def _verifying_server(
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}{prefix}", seen
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}{prefix}", seen
 
 
 def _order(request: web.Request) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from energy_async._http import RateLimiter
 from energy_async.providers import Itrx, Provider, TEnergy, TronSave
 from energy_async.session import ProviderSession
 from energy_async.signing import ApiKeySigner, HexBodySigner, PathSigner
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -148,14 +149,8 @@ async def _server(
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}{prefix}", seen
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}{prefix}", seen
 
 
 PROVIDERS: dict[str, type[Provider]] = {"tenergy": TEnergy, "itrx": Itrx, "tronsave": TronSave}

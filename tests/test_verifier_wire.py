@@ -27,6 +27,7 @@ from energy_async.errors import (
     ServiceUnavailable,
 )
 from energy_async.verifier import API_KEY_ENV, API_KEY_HEADER, Verifier
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -96,16 +97,8 @@ async def trongrid() -> AsyncIterator[FakeTronGrid]:
     fake = FakeTronGrid()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as fake.url:
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture(autouse=True)

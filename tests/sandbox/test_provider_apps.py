@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +32,7 @@ from energy_async.sandbox.chain import Chain
 from energy_async.sandbox.faults import Fault
 from energy_async.sandbox.mefree import build_mefree_app, mefree_sim
 from energy_async.sandbox.provider_core import LAG_BLOCKS, Delivery, ProviderSim
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -132,18 +132,6 @@ class World:
         reply = await self.catfee.call("GET", f"/v1/order/{order_id}")
         data: dict[str, Any] = reply.data
         return data
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

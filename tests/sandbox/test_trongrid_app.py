@@ -16,6 +16,7 @@ from energy_async.sandbox.base58 import decode_address
 from energy_async.sandbox.chain import SOLID_DEPTH, Chain
 from energy_async.sandbox.faults import Fault, ServiceControl
 from energy_async.sandbox.trongrid import build_trongrid_app
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -53,16 +54,8 @@ async def grid() -> AsyncIterator[Grid]:
     control = ServiceControl()
     root = web.Application()
     root.add_subapp(PREFIX, build_trongrid_app(chain, control))
-    runner = web.AppRunner(root)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Grid(chain, control, session, f"http://127.0.0.1:{port}{PREFIX}")
-    finally:
-        await runner.cleanup()
+    async with serving(root) as url, aiohttp.ClientSession() as session:
+        yield Grid(chain, control, session, f"{url}{PREFIX}")
 
 
 def hex_of(address: str) -> str:
